@@ -1,0 +1,29 @@
+# The two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install test-sqlite test-postgres clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, migrate the embedded SQLite database, seed the demo, serve on http://127.0.0.1:8000
+run: $(STAMP)
+	BASTION_ISSUER=http://$(HOST):$(PORT) $(BIN)/bastion demo
+	BASTION_ISSUER=http://$(HOST):$(PORT) BASTION_DEMO=true $(BIN)/bastion serve --host $(HOST) --port $(PORT)
+
+## make test: install what the tests need and run them all (SQLite, then PostgreSQL where marked)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,39 @@
+"""The tenant log: Auth0's event type codes, written in the caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.storage import log_events
+
+__all__ = ["EventType", "record_event"]
+
+
+class EventType:
+    SUCCESS_LOGIN = "s"
+    FAILED_LOGIN = "f"
+    FAILED_LOGIN_PASSWORD = "fp"
+    FAILED_LOGIN_USERNAME = "fu"
+    BLOCKED_ACCOUNT = "limit_wc"
+    SUCCESS_SIGNUP = "ss"
+    FAILED_SIGNUP = "fs"
+    SUCCESS_LOGOUT = "slo"
+    SUCCESS_CODE_EXCHANGE = "seacft"
+    FAILED_CODE_EXCHANGE = "feacft"
+    SUCCESS_CLIENT_CREDENTIALS = "seccft"
+    FAILED_CLIENT_CREDENTIALS = "feccft"
+    SUCCESS_PASSWORD_EXCHANGE = "sepft"
+    FAILED_PASSWORD_EXCHANGE = "fepft"
+    SUCCESS_REFRESH_EXCHANGE = "sertft"
+    FAILED_REFRESH_EXCHANGE = "ferrt"
+    SUCCESS_REVOCATION = "srrt"
+    SUCCESS_CHANGE_PASSWORD_REQUEST = "scpr"
+    SUCCESS_CHANGE_PASSWORD = "scp"
+    SUCCESS_API_OPERATION = "sapi"
+    FAILED_API_OPERATION = "fapi"
+
+
+async def record_event(session: AsyncSession, type: str, *, description: str | None = None, **fields: Any) -> None:
+    await log_events.insert_log_event(session, type=type, description=description, **fields)

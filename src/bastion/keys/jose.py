@@ -1,0 +1,88 @@
+"""The only module that imports the JOSE library (joserfc).
+
+Everything else signs and verifies through these functions, with an explicit
+algorithm allow-list on every verification.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, KeySet, OctKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
+
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "JoseError",
+    "SigningKeyMaterial",
+    "generate_private_key",
+    "load_private_key",
+    "sign_jwt",
+    "verify_jwt",
+    "public_keyset",
+    "sign_hs256",
+    "verify_hs256",
+]
+
+ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
+
+# RFC 9864 names Ed25519 explicitly; "EdDSA" is what relying parties understand today.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=Warning)
+
+_REGISTRY = JWSRegistry(algorithms=list(ASYMMETRIC_ALGORITHMS) + ["HS256"])
+
+
+class SigningKeyMaterial:
+    """A loaded private key, ready to sign; loaded once and cached by the keyring."""
+
+    def __init__(self, kid: str, alg: str, key: Any):
+        self.kid = kid
+        self.alg = alg
+        self._key = key
+        self._header = {"alg": alg, "typ": "JWT", "kid": kid}
+
+    def sign(self, claims: dict[str, Any], *, typ: str = "JWT") -> str:
+        header = self._header if typ == "JWT" else {**self._header, "typ": typ}
+        return jwt.encode(header, claims, self._key, registry=_REGISTRY)
+
+
+def generate_private_key(alg: str, kid: str) -> tuple[str, dict]:
+    """A new key for `alg`: (private PEM, public JWK with kid, alg and use)."""
+    parameters = {"kid": kid, "alg": alg, "use": "sig"}
+    if alg == "RS256":
+        key = RSAKey.generate_key(2048, parameters=parameters)
+    elif alg == "ES256":
+        key = ECKey.generate_key("P-256", parameters=parameters)
+    elif alg == "EdDSA":
+        key = OKPKey.generate_key("Ed25519", parameters=parameters)
+    else:
+        raise ValueError(f"unsupported signing algorithm {alg}")
+    return key.as_pem(private=True).decode(), key.as_dict(private=False)
+
+
+def load_private_key(alg: str, kid: str, pem: bytes) -> SigningKeyMaterial:
+    kind = {"RS256": RSAKey, "ES256": ECKey, "EdDSA": OKPKey}[alg]
+    return SigningKeyMaterial(kid, alg, kind.import_key(pem, parameters={"kid": kid, "alg": alg, "use": "sig"}))
+
+
+def public_keyset(jwks: list[dict]) -> KeySet:
+    return KeySet.import_key_set({"keys": jwks})
+
+
+def verify_jwt(token: str, keyset: KeySet, *, algorithms: list[str] | tuple[str, ...] = ASYMMETRIC_ALGORITHMS) -> tuple[dict, dict]:
+    """Check the signature (and only that): returns (header, claims). Raises JoseError or ValueError."""
+    registry = JWSRegistry(algorithms=list(algorithms))
+    decoded = jwt.decode(token, keyset, registry=registry)
+    return dict(decoded.header), dict(decoded.claims)
+
+
+def sign_hs256(claims: dict[str, Any], secret: str) -> str:
+    return jwt.encode({"alg": "HS256", "typ": "JWT"}, claims, OctKey.import_key(secret.encode()), registry=_REGISTRY)
+
+
+def verify_hs256(token: str, secret: str) -> dict:
+    decoded = jwt.decode(token, OctKey.import_key(secret.encode()), registry=JWSRegistry(algorithms=["HS256"]))
+    return dict(decoded.claims)

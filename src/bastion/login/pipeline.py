@@ -1,0 +1,159 @@
+"""The login pipeline, in one place.
+
+    begin_login          AuthorizationRequest -> transaction (awaiting_login), bound to the browser
+    resume_login         load the transaction: right browser, not expired, in the expected state
+    authenticate         awaiting_login -> authenticated     (credentials checked, or a live SSO session)
+    complete_login       authenticated  -> completed         -> LoginResult
+                           grant_scopes: OIDC scopes asked for + the API's scopes asked for
+                           record_login: logins_count, last_login, last_ip, log event `s`
+
+The rules engine runs between `authenticate` and `complete_login` (issue: rules).
+Protocols turn the LoginResult into their answer (an authorization code, a SAML
+response); see `Responder`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from starlette.responses import Response
+
+from bastion.errors import PageError
+from bastion.events import EventType, record_event
+from bastion.login.transaction import OIDC_SCOPES, AuthorizationRequest, LoginResult, LoginState, epoch
+from bastion.security.handles import digest, new_handle
+from bastion.services import Services
+from bastion.storage import login_transactions, users
+from bastion.storage.records import LoginTransactionRecord, ResourceServer, SsoSession, User
+
+__all__ = [
+    "Responder",
+    "LoginContext",
+    "begin_login",
+    "resume_login",
+    "authenticate",
+    "complete_login",
+    "grant_scopes",
+]
+
+Responder = Callable[[Services, AuthorizationRequest, LoginResult], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class LoginContext:
+    """Who is asking: the network facts of the current HTTP request."""
+
+    ip: str
+    user_agent: str | None
+
+
+def _expired() -> PageError:
+    return PageError("Login expired", "This login took too long or was already used. Go back to the application and sign in again.")
+
+
+async def begin_login(services: Services, request: AuthorizationRequest, *, browser: str) -> LoginTransactionRecord:
+    """Persist a new transaction bound to this browser (its cookie's digest)."""
+    now = datetime.now(timezone.utc)
+    async with services.database.transaction() as session:
+        return await login_transactions.insert_login_transaction(
+            session,
+            id=new_handle(24),
+            state=LoginState.AWAITING_LOGIN.value,
+            client_id=request.client_id,
+            request=request.to_json(),
+            browser_digest=digest(browser),
+            user_id=None,
+            auth_time=None,
+            methods=[],
+            expires_at=now + timedelta(seconds=services.settings.login_transaction_lifetime),
+        )
+
+
+async def resume_login(
+    services: Services, transaction_id: str | None, *, browser: str | None, expected: LoginState
+) -> LoginTransactionRecord:
+    """The transaction, only for the browser that started it, before it expires, in `expected` state."""
+    if not transaction_id or len(transaction_id) > 64 or not browser:
+        raise _expired()
+    async with services.database.reader() as session:
+        transaction = await login_transactions.get_login_transaction(session, id=transaction_id)
+    if (
+        transaction is None
+        or transaction.browser_digest != digest(browser)
+        or transaction.expires_at <= datetime.now(timezone.utc)
+        or transaction.state != expected.value
+    ):
+        raise _expired()
+    return transaction
+
+
+async def authenticate(
+    services: Services, transaction: LoginTransactionRecord, *, user: User, sso: SsoSession
+) -> LoginTransactionRecord:
+    """awaiting_login -> authenticated, once."""
+    changes = {
+        "state": LoginState.AUTHENTICATED.value,
+        "user_id": user.user_id,
+        "auth_time": sso.auth_time,
+        "methods": sso.methods,
+    }
+    async with services.database.transaction() as session:
+        moved = await login_transactions.advance_login_transaction(
+            session, id=transaction.id, expected_state=LoginState.AWAITING_LOGIN.value, changes=changes
+        )
+        if not moved:
+            raise _expired()
+        updated = await login_transactions.get_login_transaction(session, id=transaction.id)
+    assert updated is not None
+    return updated
+
+
+async def complete_login(
+    services: Services, transaction: LoginTransactionRecord, *, sso: SsoSession, context: LoginContext
+) -> tuple[AuthorizationRequest, LoginResult]:
+    """authenticated -> completed: what the login grants, recorded once."""
+    request = AuthorizationRequest.from_json(transaction.request)
+    api = await services.tenant.resource_server(request.audience) if request.audience else None
+    client = await services.tenant.client(request.client_id)
+    assert transaction.user_id is not None and transaction.auth_time is not None
+    result = LoginResult(
+        user_id=transaction.user_id,
+        client_id=request.client_id,
+        scopes=grant_scopes(request.scopes, api),
+        audience=request.audience,
+        auth_time=epoch(transaction.auth_time),
+        sid=sso.sid,
+        nonce=request.nonce,
+        amr=[m for m in transaction.methods if m in ("mfa",)],
+    )
+    async with services.database.transaction() as session:
+        moved = await login_transactions.advance_login_transaction(
+            session, id=transaction.id, expected_state=LoginState.AUTHENTICATED.value,
+            changes={"state": LoginState.COMPLETED.value},
+        )
+        if not moved:
+            raise _expired()
+        await users.record_login(session, user_id=result.user_id, ip=context.ip)
+        await record_event(
+            session, EventType.SUCCESS_LOGIN, description="Successful login", user_id=result.user_id,
+            client_id=request.client_id, client_name=client.name if client else None, ip=context.ip,
+            user_agent=context.user_agent, details={"prompt": request.prompt, "sid": sso.sid},
+        )
+    return request, result
+
+
+def grant_scopes(requested: list[str], api: ResourceServer | None) -> list[str]:
+    """The OIDC scopes asked for, plus the asked-for scopes the API defines (others are dropped)."""
+    allowed = api.scope_values if api else set()
+    return [s for s in requested if s in OIDC_SCOPES or s in allowed]
+
+
+def session_satisfies(request: AuthorizationRequest, sso: SsoSession | None) -> bool:
+    """A live session can answer unless the request asks to log in again or its max_age has passed."""
+    if sso is None or "login" in request.prompt:
+        return False
+    if request.max_age is not None:
+        return (datetime.now(timezone.utc) - sso.auth_time).total_seconds() <= request.max_age
+    return True

@@ -1,0 +1,81 @@
+"""Single sign-on sessions: a random cookie value, stored only as its SHA-256 digest.
+
+The cookie is HttpOnly; over https it is `Secure; SameSite=None` (so silent
+authentication in an iframe works, as with Auth0), over plain http `SameSite=Lax`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion.security.handles import digest, new_handle, new_id
+from bastion.services import Services
+from bastion.storage import sso_sessions
+from bastion.storage.records import SsoSession
+
+__all__ = ["SESSION_COOKIE", "BROWSER_COOKIE", "start_sso_session", "current_sso_session", "end_sso_session", "set_cookie", "browser_id"]
+
+SESSION_COOKIE = "bastion_session"
+BROWSER_COOKIE = "bastion_browser"
+
+
+async def start_sso_session(services: Services, *, user_id: str, methods: list[str]) -> tuple[str, SsoSession]:
+    """A new session; returns (cookie value, session)."""
+    cookie = new_handle(32)
+    now = datetime.now(timezone.utc)
+    async with services.database.transaction() as session:
+        record = await sso_sessions.insert_sso_session(
+            session,
+            cookie_digest=digest(cookie),
+            sid=new_id(length=32),
+            user_id=user_id,
+            auth_time=now,
+            methods=methods,
+            expires_at=now + timedelta(seconds=services.settings.session_lifetime),
+        )
+    return cookie, record
+
+
+async def current_sso_session(services: Services, request: Request) -> SsoSession | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or len(cookie) > 128:
+        return None
+    async with services.database.transaction() as session:
+        record = await sso_sessions.get_live_sso_session(
+            session, cookie_digest=digest(cookie), idle_seconds=services.settings.session_idle_lifetime
+        )
+        if record is not None:
+            await sso_sessions.touch_sso_session(session, cookie_digest=digest(cookie))
+    return record
+
+
+async def end_sso_session(services: Services, request: Request) -> SsoSession | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or len(cookie) > 128:
+        return None
+    async with services.database.transaction() as session:
+        return await sso_sessions.revoke_sso_session(session, cookie_digest=digest(cookie))
+
+
+def set_cookie(response: Response, services: Services, name: str, value: str, *, max_age: int | None) -> None:
+    secure = services.settings.secure_cookies
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        secure=secure,
+        samesite="none" if secure else "lax",
+    )
+
+
+def browser_id(request: Request) -> tuple[str, bool]:
+    """The browser's binding id from its cookie, or a new one. Returns (id, is_new)."""
+    value = request.cookies.get(BROWSER_COOKIE)
+    if value and 20 <= len(value) <= 64:
+        return value, False
+    return new_handle(24), True

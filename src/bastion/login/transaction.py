@@ -1,0 +1,87 @@
+"""The login transaction and the two values at its ends.
+
+States (each transition is a compare-and-set on the stored state, so a step can
+run once only, on any server process):
+
+    awaiting_login ──(credentials ok / live SSO session)──> authenticated ──> completed
+          │                                                      │
+          └──────────────────────(expired, denied)───────────────┴──> failed
+
+Later steps (rules' redirects, MFA, consent) add states between `authenticated`
+and `completed`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["LoginState", "AuthorizationRequest", "LoginResult", "OIDC_SCOPES"]
+
+OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
+
+
+class LoginState(str, enum.Enum):
+    AWAITING_LOGIN = "awaiting_login"
+    AUTHENTICATED = "authenticated"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A validated authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1)."""
+
+    client_id: str
+    redirect_uri: str
+    response_mode: str
+    scopes: list[str]
+    state: str | None = None
+    nonce: str | None = None
+    audience: str | None = None
+    prompt: list[str] = field(default_factory=list)
+    max_age: int | None = None
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    acr_values: str | None = None
+    connection: str | None = None
+    login_hint: str | None = None
+    protocol: str = "oidc-basic-profile"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuthorizationRequest:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What a completed login grants; stored with the authorization code and refresh tokens."""
+
+    user_id: str
+    client_id: str
+    scopes: list[str]
+    audience: str | None
+    auth_time: int
+    sid: str | None = None
+    nonce: str | None = None
+    amr: list[str] = field(default_factory=list)
+    acr: str | None = None
+    id_token_claims: dict[str, Any] = field(default_factory=dict)
+    access_token_claims: dict[str, Any] = field(default_factory=dict)
+    jti: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoginResult:
+        return cls(**data)
+
+
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())

@@ -1,0 +1,64 @@
+"""The Management API application, mounted at /api/v2."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bastion.errors import ManagementError
+from bastion.management import clients, connections, logs, resource_servers, users
+from bastion.services import Services
+
+__all__ = ["create_management_app"]
+
+log = logging.getLogger("bastion.management")
+
+
+def _error(error: ManagementError) -> JSONResponse:
+    return JSONResponse(error.as_json(), status_code=error.status)
+
+
+def _validation_message(error: RequestValidationError) -> tuple[str, str]:
+    first = error.errors()[0] if error.errors() else {}
+    location = [str(p) for p in first.get("loc", ())]
+    where = location[0] if location else "body"
+    field = ".".join(location[1:]) or where
+    message = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        return f"Payload validation error: 'Missing required property: {field}'.", where
+    return f"Payload validation error: '{message}' on property {field}.", where
+
+
+def create_management_app(services: Services) -> FastAPI:
+    app = FastAPI(title="Bastion Management API", version="2", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
+    app.state.services = services
+    for module in (clients, resource_servers, connections, users, logs):
+        app.include_router(module.router)
+
+    @app.exception_handler(ManagementError)
+    async def management_error(_request: Request, error: ManagementError):
+        return _error(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, error: RequestValidationError):
+        message, where = _validation_message(error)
+        if where in ("query", "path"):
+            message = message.replace("Payload validation error", "Query validation error")
+        code = "invalid_body" if where == "body" else "invalid_query_string"
+        return _error(ManagementError(400, message, code))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException):
+        message = "Not Found" if error.status_code == 404 else str(error.detail)
+        return _error(ManagementError(error.status_code, message))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception):
+        log.exception("management API error")
+        return _error(ManagementError(500, "Internal error"))
+
+    return app

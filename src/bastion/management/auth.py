@@ -1,0 +1,44 @@
+"""Management API authentication: a Bastion-issued access token for `{issuer}/api/v2/` with the right scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from bastion.errors import ManagementError
+from bastion.keys.access_tokens import InvalidAccessToken, bearer_token, verify_access_token
+from bastion.services import Services
+
+__all__ = ["Caller", "require"]
+
+
+@dataclass(frozen=True)
+class Caller:
+    subject: str
+    client_id: str | None
+    scopes: frozenset[str]
+
+
+def require(*scopes: str):
+    """A dependency that admits a caller holding any of `scopes`."""
+
+    async def dependency(request: Request) -> Caller:
+        services: Services = request.app.state.services
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise ManagementError(401, "Missing authentication")
+        try:
+            claims = await verify_access_token(
+                services.keyring, token, issuer=services.settings.token_issuer,
+                audience=services.settings.management_audience,
+            )
+        except InvalidAccessToken as error:
+            message = {"expired token": "Expired token", "invalid audience": "Bad audience"}.get(str(error), "Invalid token")
+            raise ManagementError(401, message) from None
+        granted = frozenset(str(claims.get("scope", "")).split())
+        if scopes and not granted.intersection(scopes):
+            raise ManagementError(403, f"Insufficient scope, expected any of: {','.join(scopes)}", "insufficient_scope")
+        return Caller(subject=str(claims.get("sub")), client_id=claims.get("azp"), scopes=granted)
+
+    return dependency

@@ -1,0 +1,28 @@
+"""What every Management API router needs: the services of the app, and the audit log."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from bastion.events import EventType, record_event
+from bastion.management.auth import Caller
+from bastion.services import Services
+
+__all__ = ["services_of", "audit"]
+
+
+def services_of(request: Request) -> Services:
+    return request.app.state.services
+
+
+async def audit(session, caller: Caller, description: str, request: Request, **details) -> None:
+    """Log a successful Management API operation (Auth0's `sapi`)."""
+    await record_event(
+        session,
+        EventType.SUCCESS_API_OPERATION,
+        description=description,
+        client_id=caller.client_id,
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        details={"request": {"method": request.method, "path": request.url.path}, **details},
+    )

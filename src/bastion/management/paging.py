@@ -1,0 +1,50 @@
+"""Auth0's list shapes: a bare array, or `{"<collection>": [...], start, limit, length, total}`
+with `include_totals=true`; checkpoint pagination (`take`/`from`) answers `{"<collection>": [...], "next"}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Query
+
+from bastion.errors import ManagementError
+from bastion.storage.paging import Page
+
+__all__ = ["PageParams", "page_params", "list_body"]
+
+
+class PageParams:
+    def __init__(self, page: int, per_page: int, include_totals: bool, take: int | None, from_: str | None):
+        self.checkpoint = take is not None
+        if self.checkpoint:
+            try:
+                offset = int(from_ or 0)
+            except ValueError:
+                raise ManagementError(400, "Invalid 'from' cursor", "invalid_query_string") from None
+            self.per_page = take or 50
+            self.page = offset // self.per_page if offset % self.per_page == 0 else 0
+            self.offset = offset
+        else:
+            self.page, self.per_page, self.offset = page, per_page, page * per_page
+        self.include_totals = include_totals
+
+
+def page_params(
+    page: int = Query(0, ge=0),
+    per_page: int = Query(50, ge=1, le=100),
+    include_totals: bool = Query(False),
+    take: int | None = Query(None, ge=1, le=100),
+    from_: str | None = Query(None, alias="from"),
+) -> PageParams:
+    return PageParams(page, per_page, include_totals, take, from_)
+
+
+def list_body(collection: str, page: Page, items: list[dict[str, Any]], params: PageParams) -> Any:
+    if params.checkpoint:
+        body: dict[str, Any] = {collection: items}
+        if page.start + len(items) < page.total:
+            body["next"] = str(page.start + len(items))
+        return body
+    if not params.include_totals:
+        return items
+    return {collection: items, "start": page.start, "limit": page.limit, "length": len(items), "total": page.total}

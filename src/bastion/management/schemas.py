@@ -1,0 +1,150 @@
+"""Request bodies of the Management API (pydantic). Unknown Auth0 fields are accepted and ignored,
+so Auth0's tools (auth0-deploy-cli) can send their full objects."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "ClientCreate",
+    "ClientUpdate",
+    "ResourceServerCreate",
+    "ResourceServerUpdate",
+    "ConnectionCreate",
+    "ConnectionUpdate",
+    "ClientGrantCreate",
+    "ClientGrantUpdate",
+    "UserCreate",
+    "UserUpdate",
+]
+
+AppType = Literal["regular_web", "spa", "native", "non_interactive"]
+AuthMethod = Literal["none", "client_secret_post", "client_secret_basic"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def _check_urls(urls: list[str] | None) -> list[str] | None:
+    if urls is None:
+        return None
+    for url in urls:
+        if "://" not in url or len(url) > 2048:
+            raise ValueError(f"{url!r} is not an absolute URL")
+    return urls
+
+
+class _ClientFields(_Body):
+    description: str | None = Field(None, max_length=140)
+    app_type: AppType | None = None
+    is_first_party: bool | None = None
+    callbacks: list[str] | None = None
+    allowed_logout_urls: list[str] | None = None
+    web_origins: list[str] | None = None
+    allowed_origins: list[str] | None = None
+    grant_types: list[str] | None = None
+    token_endpoint_auth_method: AuthMethod | None = None
+    client_metadata: dict[str, str] | None = None
+    jwt_configuration: dict[str, Any] | None = None
+    refresh_token: dict[str, Any] | None = None
+
+    _urls = field_validator("callbacks", "allowed_logout_urls", "web_origins", "allowed_origins")(_check_urls)
+
+    @field_validator("grant_types")
+    @classmethod
+    def _known_grants(cls, value: list[str] | None) -> list[str] | None:
+        known = {
+            "authorization_code", "implicit", "refresh_token", "client_credentials", "password",
+            "http://auth0.com/oauth/grant-type/password-realm", "http://auth0.com/oauth/grant-type/mfa-oob",
+            "http://auth0.com/oauth/grant-type/mfa-otp", "http://auth0.com/oauth/grant-type/mfa-recovery-code",
+            "http://auth0.com/oauth/grant-type/passwordless/otp", "urn:ietf:params:oauth:grant-type:device_code",
+        }
+        for grant in value or []:
+            if grant not in known:
+                raise ValueError(f"unknown grant type {grant!r}")
+        return value
+
+
+class ClientCreate(_ClientFields):
+    name: str = Field(min_length=1, max_length=256)
+    client_secret: str | None = Field(None, min_length=32, max_length=256)
+
+
+class ClientUpdate(_ClientFields):
+    name: str | None = Field(None, min_length=1, max_length=256)
+    client_secret: str | None = Field(None, min_length=32, max_length=256)
+
+
+class Scope(_Body):
+    value: str = Field(min_length=1, max_length=280)
+    description: str = ""
+
+
+class _ResourceServerFields(_Body):
+    scopes: list[Scope] | None = None
+    signing_alg: Literal["RS256", "ES256", "EdDSA"] | None = None
+    token_lifetime: int | None = Field(None, ge=60, le=2592000)
+    allow_offline_access: bool | None = None
+    skip_consent_for_verifiable_first_party_clients: bool | None = None
+
+
+class ResourceServerCreate(_ResourceServerFields):
+    identifier: str = Field(min_length=1, max_length=600)
+    name: str | None = Field(None, max_length=256)
+
+
+class ResourceServerUpdate(_ResourceServerFields):
+    name: str | None = Field(None, max_length=256)
+
+
+class ConnectionCreate(_Body):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?$")
+    strategy: str = Field(min_length=1, max_length=64)
+    options: dict[str, Any] = Field(default_factory=dict)
+    enabled_clients: list[str] = Field(default_factory=list)
+    is_domain_connection: bool = False
+
+
+class ConnectionUpdate(_Body):
+    options: dict[str, Any] | None = None
+    enabled_clients: list[str] | None = None
+    is_domain_connection: bool | None = None
+
+
+class ClientGrantCreate(_Body):
+    client_id: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    scope: list[str] = Field(default_factory=list)
+
+
+class ClientGrantUpdate(_Body):
+    scope: list[str]
+
+
+class _UserFields(_Body):
+    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email_verified: bool | None = None
+    username: str | None = Field(None, min_length=1, max_length=128)
+    phone_number: str | None = Field(None, max_length=32)
+    phone_verified: bool | None = None
+    given_name: str | None = Field(None, max_length=150)
+    family_name: str | None = Field(None, max_length=150)
+    name: str | None = Field(None, max_length=300)
+    nickname: str | None = Field(None, max_length=300)
+    picture: str | None = Field(None, max_length=2048)
+    blocked: bool | None = None
+    user_metadata: dict[str, Any] | None = None
+    app_metadata: dict[str, Any] | None = None
+    password: str | None = Field(None, max_length=1024)
+    verify_email: bool | None = None
+
+
+class UserCreate(_UserFields):
+    connection: str = Field(min_length=1)
+
+
+class UserUpdate(_UserFields):
+    connection: str | None = None

@@ -1,0 +1,162 @@
+"""/api/v2/users, /api/v2/users-by-email and /api/v2/user-blocks."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from bastion.errors import ManagementError
+from bastion.management.auth import Caller, require
+from bastion.management.common import audit, services_of
+from bastion.management.paging import PageParams, list_body, page_params
+from bastion.management.schemas import UserCreate, UserUpdate
+from bastion.storage import connections as connection_store
+from bastion.storage import login_attempts, refresh_tokens, sso_sessions
+from bastion.storage import users as user_store
+from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, create_database_user, user_to_json
+
+router = APIRouter()
+
+_NO_USER = ManagementError(404, "The user does not exist.", "inexistent_user")
+# The subset of Auth0's user search (Lucene) that maps to indexed columns: email:"x" and connection:"y".
+_QUERY_TERM = re.compile(r'^\s*(email|connection|identities\.connection)\s*:\s*"?([^"\s]+)"?\s*$')
+
+
+def _parse_query(q: str | None) -> dict[str, str]:
+    filters: dict[str, str] = {}
+    if not q:
+        return filters
+    for term in re.split(r"\s+AND\s+", q.strip()):
+        match = _QUERY_TERM.match(term)
+        if not match:
+            raise ManagementError(
+                400, "Unsupported query: use email:\"...\" and/or connection:\"...\" (joined with AND)", "invalid_query_string"
+            )
+        field = "connection" if match.group(1) != "email" else "email"
+        filters[field] = match.group(2)
+    return filters
+
+
+@router.get("/users")
+async def list_users(
+    request: Request,
+    params: PageParams = Depends(page_params),
+    q: str | None = Query(None),
+    search_engine: str | None = Query(None),
+    caller: Caller = Depends(require("read:users")),
+):
+    services = services_of(request)
+    filters = _parse_query(q)
+    async with services.database.reader() as session:
+        page = await user_store.list_users(session, page=params.page, per_page=params.per_page, **filters)
+    return list_body("users", page, [user_to_json(u) for u in page.items], params)
+
+
+@router.get("/users-by-email")
+async def users_by_email(request: Request, email: str = Query(..., min_length=3), caller: Caller = Depends(require("read:users"))):
+    services = services_of(request)
+    async with services.database.reader() as session:
+        users = await user_store.find_users_by_email(session, email=email)
+    return [user_to_json(u) for u in users]
+
+
+@router.post("/users", status_code=201)
+async def post_user(request: Request, body: UserCreate, caller: Caller = Depends(require("create:users"))):
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        connection = await connection_store.find_connection(session, name=body.connection)
+        if connection is None:
+            raise ManagementError(400, "The connection does not exist.", "inexistent_connection")
+        if connection.strategy != "auth0":
+            raise ManagementError(400, "Users can only be created in database connections.", "operation_not_supported")
+        if not body.password:
+            raise ManagementError(400, "Payload validation error: 'Missing required property: password'.", "invalid_body")
+        if not body.email and not body.username:
+            raise ManagementError(400, "Payload validation error: 'Missing required property: email'.", "invalid_body")
+        profile = body.model_dump(exclude_none=True, exclude={"connection", "password", "email", "username", "email_verified", "user_metadata", "app_metadata", "verify_email"})
+        try:
+            user = await create_database_user(
+                session, connection=connection.name, email=body.email, password=body.password, username=body.username,
+                email_verified=bool(body.email_verified), user_metadata=body.user_metadata, app_metadata=body.app_metadata,
+                profile=profile,
+            )
+        except WeakPassword as error:
+            raise ManagementError(400, f"PasswordStrengthError: {error}", "invalid_body") from None
+        except UserConflict as error:
+            raise ManagementError(409, str(error), "auth0_idp_error") from None
+        await audit(session, caller, "Create a User", request, user_id=user.user_id)
+    return user_to_json(user)
+
+
+@router.get("/users/{user_id}")
+async def get_user(request: Request, user_id: str, caller: Caller = Depends(require("read:users"))):
+    services = services_of(request)
+    async with services.database.reader() as session:
+        user = await user_store.get_user(session, user_id=user_id)
+    if user is None:
+        raise _NO_USER
+    return user_to_json(user)
+
+
+@router.patch("/users/{user_id}")
+async def patch_user(request: Request, user_id: str, body: UserUpdate, caller: Caller = Depends(require("update:users", "update:users_app_metadata"))):
+    services = services_of(request)
+    patch = body.model_dump(exclude_unset=True, exclude={"connection", "verify_email"})
+    if "update:users" not in caller.scopes and set(patch) - {"app_metadata", "user_metadata"}:
+        raise ManagementError(403, "Insufficient scope, expected any of: update:users", "insufficient_scope")
+    for key in ("email", "username", "email_verified", "blocked", "password"):
+        if key in patch and patch[key] is None:
+            raise ManagementError(400, f"Payload validation error: '{key}' cannot be null.", "invalid_body")
+    async with services.database.transaction() as session:
+        user = await user_store.get_user(session, user_id=user_id)
+        if user is None:
+            raise _NO_USER
+        try:
+            updated = await apply_user_patch(session, user=user, patch=patch)
+        except WeakPassword as error:
+            raise ManagementError(400, f"PasswordStrengthError: {error}", "invalid_body") from None
+        except UserConflict as error:
+            raise ManagementError(409, str(error), "auth0_idp_error") from None
+        if "password" in patch:
+            await login_attempts.clear_user_blocks(session, user_id=user_id)
+        if patch.get("blocked"):
+            await sso_sessions.revoke_user_sso_sessions(session, user_id=user_id)
+            await refresh_tokens.revoke_user_refresh_tokens(session, user_id=user_id)
+        await audit(session, caller, "Update a User", request, user_id=user_id, fields=sorted(patch))
+    return user_to_json(updated)
+
+
+@router.delete("/users/{user_id}", status_code=204)
+async def delete_user(request: Request, user_id: str, caller: Caller = Depends(require("delete:users"))):
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        await sso_sessions.revoke_user_sso_sessions(session, user_id=user_id)
+        await refresh_tokens.revoke_user_refresh_tokens(session, user_id=user_id)
+        await login_attempts.clear_user_blocks(session, user_id=user_id)
+        if not await user_store.delete_user(session, user_id=user_id):
+            raise _NO_USER
+        await audit(session, caller, "Delete a User", request, user_id=user_id)
+    return Response(status_code=204)
+
+
+@router.get("/user-blocks/{user_id}")
+async def get_user_blocks(request: Request, user_id: str, caller: Caller = Depends(require("read:users"))):
+    services = services_of(request)
+    async with services.database.reader() as session:
+        if await user_store.get_user(session, user_id=user_id) is None:
+            raise _NO_USER
+        ips = await login_attempts.list_user_blocks(session, user_id=user_id)
+    return {"blocked_for": [{"identifier": user_id, "ip": ip} for ip in ips]}
+
+
+@router.delete("/user-blocks/{user_id}", status_code=204)
+async def delete_user_blocks(request: Request, user_id: str, caller: Caller = Depends(require("update:users"))):
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        if await user_store.get_user(session, user_id=user_id) is None:
+            raise _NO_USER
+        await login_attempts.clear_user_blocks(session, user_id=user_id)
+        await audit(session, caller, "Unblock a User", request, user_id=user_id)
+    return Response(status_code=204)

@@ -1,0 +1,288 @@
+"""RFC 6749 §4-6: the token endpoint's grants.
+
+    authorization_code   §4.1.3  + RFC 7636 (PKCE): single-use code; a replay revokes what it issued
+    refresh_token        §6      rotation in a family; a reused token revokes the whole family
+    client_credentials   §4.4    needs a client grant for the audience (as Auth0); runs no login rules
+    password             §4.3    and Auth0's password-realm: database connection, brute-force protection
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bastion.errors import OAuthError
+from bastion.events import EventType, record_event
+from bastion.login.credentials import LoginFailure, authenticate_password
+from bastion.login.pipeline import LoginContext, grant_scopes
+from bastion.login.transaction import LoginResult
+from bastion.oidc.client_auth import AuthenticatedClient
+from bastion.oidc.tokens import TokenIssuer
+from bastion.security.handles import digest, new_handle, new_id
+from bastion.services import Services
+from bastion.storage import authorization_codes, refresh_tokens
+from bastion.storage import users as user_store
+from bastion.storage.records import Client, ResourceServer, User
+from bastion.tenant.bootstrap import DEFAULT_CONNECTION
+
+__all__ = ["TokenGrants", "PASSWORD_REALM_GRANT"]
+
+PASSWORD_REALM_GRANT = "http://auth0.com/oauth/grant-type/password-realm"
+
+
+def _invalid_grant(description: str, status: int = 403) -> OAuthError:
+    return OAuthError("invalid_grant", description, status)
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+
+class TokenGrants:
+    def __init__(self, services: Services, issuer: TokenIssuer):
+        self._services = services
+        self._issuer = issuer
+
+    async def handle(self, grant_type: str | None, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext) -> dict[str, Any]:
+        if not grant_type:
+            raise OAuthError("invalid_request", "Missing required parameter: grant_type")
+        handler = {
+            "authorization_code": self.authorization_code,
+            "refresh_token": self.refresh_token,
+            "client_credentials": self.client_credentials,
+            "password": self.password,
+            PASSWORD_REALM_GRANT: self.password,
+        }.get(grant_type)
+        if handler is None:
+            raise OAuthError("unsupported_grant_type", f"Unsupported grant type: {grant_type}")
+        if grant_type not in caller.client.grant_types:
+            raise OAuthError("unauthorized_client", f"Grant type '{grant_type}' not allowed for the client.", 403)
+        return await handler(caller, params, context, grant_type)
+
+    # -- authorization_code ------------------------------------------------
+
+    async def authorization_code(self, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext, _grant_type: str) -> dict[str, Any]:
+        client = caller.client
+        code_value = params.get("code")
+        if not code_value:
+            raise OAuthError("invalid_request", "Missing required parameter: code")
+        family_id = new_id("rtf_", 24)
+        async with self._services.database.transaction() as session:
+            code, first_use = await authorization_codes.consume_authorization_code(
+                session, code_digest=digest(code_value), family_id=family_id
+            )
+            if code is not None and not first_use and code.refresh_family_id:
+                await refresh_tokens.revoke_refresh_family(session, family_id=code.refresh_family_id)
+            if code is not None and not first_use:
+                await record_event(
+                    session, EventType.FAILED_CODE_EXCHANGE, description="Authorization code reused: what it issued is revoked",
+                    client_id=client.client_id, client_name=client.name, user_id=code.user_id, ip=context.ip,
+                )
+        if code is None or not first_use:
+            raise _invalid_grant("Invalid authorization code")
+        check_code(code, client=client, params=params)
+        result = LoginResult.from_json(code.grant)
+        user = await self._live_user(result.user_id)
+        api = await self._services.tenant.resource_server(result.audience) if result.audience else None
+        response = await self._issue(client, user, result, api, family_id=family_id)
+        async with self._services.database.transaction() as session:
+            await record_event(
+                session, EventType.SUCCESS_CODE_EXCHANGE, description="Authorization Code for Access Token",
+                client_id=client.client_id, client_name=client.name, user_id=user.user_id, ip=context.ip,
+                user_agent=context.user_agent,
+            )
+        return response
+
+    # -- refresh_token -----------------------------------------------------
+
+    async def refresh_token(self, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext, _grant_type: str) -> dict[str, Any]:
+        client = caller.client
+        presented = params.get("refresh_token")
+        if not presented:
+            raise OAuthError("invalid_request", "Missing required parameter: refresh_token")
+        token_digest = digest(presented)
+        async with self._services.database.transaction() as session:
+            token = await refresh_tokens.find_refresh_token(session, token_digest=token_digest)
+            if token is None or token.client_id != client.client_id:
+                raise _invalid_grant("Unknown or invalid refresh token.")
+            if token.revoked_at is not None or token.expires_at <= datetime.now(timezone.utc):
+                raise _invalid_grant("Unknown or invalid refresh token.")
+            rotated = await refresh_tokens.use_refresh_token(session, token_digest=token_digest)
+            if not rotated:
+                await refresh_tokens.revoke_refresh_family(session, family_id=token.family_id)
+                await record_event(
+                    session, EventType.FAILED_REFRESH_EXCHANGE,
+                    description="Refresh token reused: its whole family is revoked",
+                    client_id=client.client_id, client_name=client.name, user_id=token.user_id, ip=context.ip,
+                )
+        if not rotated:
+            raise _invalid_grant("Unknown or invalid refresh token.")
+        result = LoginResult.from_json(token.grant)
+        requested = params.get("scope", "").split()
+        if requested:
+            extra = [s for s in requested if s not in result.scopes]
+            if extra:
+                raise OAuthError("invalid_scope", f"Scope not granted originally: {' '.join(extra)}")
+        user = await self._live_user(result.user_id)
+        api = await self._services.tenant.resource_server(result.audience) if result.audience else None
+        response = await self._issue(
+            client, user, result, api, family_id=token.family_id, scopes=requested or None,
+            family_expires_at=token.expires_at,
+        )
+        async with self._services.database.transaction() as session:
+            await record_event(
+                session, EventType.SUCCESS_REFRESH_EXCHANGE, description="Refresh Token for Access Token",
+                client_id=client.client_id, client_name=client.name, user_id=user.user_id, ip=context.ip,
+            )
+        return response
+
+    # -- client_credentials ------------------------------------------------
+
+    async def client_credentials(self, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext, _grant_type: str) -> dict[str, Any]:
+        client = caller.client
+        if not caller.has_secret:
+            raise OAuthError("unauthorized_client", "client_credentials needs a confidential client", 403)
+        audience = params.get("audience")
+        if not audience:
+            raise OAuthError("access_denied", "No audience parameter was provided, and no default audience has been configured", 403)
+        api = await self._services.tenant.resource_server(audience)
+        if api is None:
+            raise OAuthError("access_denied", f"Service not found: {audience}", 403)
+        grant = await self._services.tenant.client_grant(client.client_id, audience)
+        if grant is None:
+            raise OAuthError(
+                "access_denied",
+                f'Client is not authorized to access "{audience}". You need to create a "client-grant" associated to this API.',
+                403,
+            )
+        requested = params.get("scope", "").split()
+        scopes = [s for s in requested if s in grant.scope] if requested else list(grant.scope)
+        token, expires_in = await self._issuer.access_token(
+            client=client, subject=f"{client.client_id}@clients", scopes=scopes, api=api, gty="client-credentials"
+        )
+        return {"access_token": token, "scope": " ".join(scopes), "expires_in": expires_in, "token_type": "Bearer"}
+
+    # -- password and password-realm --------------------------------------
+
+    async def password(self, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext, grant_type: str) -> dict[str, Any]:
+        client = caller.client
+        username, password = params.get("username"), params.get("password")
+        if not username or not password:
+            raise OAuthError("invalid_request", "Missing required parameters: username and password")
+        connection_name = params.get("realm") if grant_type == PASSWORD_REALM_GRANT else DEFAULT_CONNECTION
+        if not connection_name:
+            raise OAuthError("invalid_request", "Missing required parameter: realm")
+        connection = await self._services.tenant.connection(connection_name)
+        if connection is None or connection.strategy != "auth0":
+            raise OAuthError("invalid_request", f"Unknown realm: {connection_name}")
+        if client.client_id not in connection.enabled_clients:
+            raise OAuthError("unauthorized_client", f"The connection {connection_name} is not enabled for this client.", 403)
+        audience = params.get("audience")
+        api = await self._services.tenant.resource_server(audience) if audience else None
+        if audience and api is None:
+            raise OAuthError("access_denied", f"Service not found: {audience}", 403)
+        try:
+            user = await authenticate_password(
+                self._services, connection=connection_name, login=username, password=password, ip=context.ip,
+                client_id=client.client_id, user_agent=context.user_agent,
+            )
+        except LoginFailure as failure:
+            raise _password_failure(failure) from None
+        result = LoginResult(
+            user_id=user.user_id,
+            client_id=client.client_id,
+            scopes=grant_scopes(params.get("scope", "").split(), api),
+            audience=audience,
+            auth_time=int(time.time()),
+            amr=["pwd"],
+        )
+        response = await self._issue(client, user, result, api, family_id=new_id("rtf_", 24), gty="password")
+        async with self._services.database.transaction() as session:
+            await user_store.record_login(session, user_id=user.user_id, ip=context.ip)
+            await record_event(
+                session, EventType.SUCCESS_PASSWORD_EXCHANGE, description="Password for Access Token",
+                client_id=client.client_id, client_name=client.name, user_id=user.user_id, ip=context.ip,
+                connection=connection_name, user_agent=context.user_agent,
+            )
+        return response
+
+    # -- shared ------------------------------------------------------------
+
+    async def _live_user(self, user_id: str) -> User:
+        async with self._services.database.reader() as session:
+            user = await user_store.get_user(session, user_id=user_id)
+        if user is None:
+            raise _invalid_grant("The user no longer exists.")
+        if user.blocked:
+            raise OAuthError("unauthorized", "user is blocked", 401)
+        return user
+
+    async def _issue(
+        self,
+        client: Client,
+        user: User,
+        result: LoginResult,
+        api: ResourceServer | None,
+        *,
+        family_id: str,
+        scopes: list[str] | None = None,
+        gty: str | None = None,
+        family_expires_at: datetime | None = None,
+    ) -> dict[str, Any]:
+        """Access token, ID token (with `openid`) and a refresh token (with `offline_access`, where allowed)."""
+        scopes = scopes or result.scopes
+        access_token, expires_in = await self._issuer.access_token(
+            client=client, subject=user.user_id, scopes=scopes, api=api,
+            extra_claims=result.access_token_claims, gty=gty, jti=result.jti,
+        )
+        response: dict[str, Any] = {"access_token": access_token}
+        if "openid" in scopes:
+            response["id_token"] = await self._issuer.id_token(client=client, user=user, result=result)
+        if _refresh_allowed(client, api, result.scopes):
+            token = new_handle(48)
+            expires_at = family_expires_at or datetime.now(timezone.utc) + timedelta(
+                seconds=self._services.settings.refresh_token_lifetime
+            )
+            async with self._services.database.transaction() as session:
+                await refresh_tokens.insert_refresh_token(
+                    session, token_digest=digest(token), family_id=family_id, client_id=client.client_id,
+                    user_id=user.user_id, grant=result.to_json(), expires_at=expires_at,
+                )
+            response["refresh_token"] = token
+        response.update({"scope": " ".join(scopes), "expires_in": expires_in, "token_type": "Bearer"})
+        return response
+
+
+def check_code(code, *, client: Client, params: dict[str, str]) -> None:
+    """RFC 6749 §4.1.3 and RFC 7636 §4.6: the code belongs to this client, redirect URI and verifier."""
+    if code.client_id != client.client_id:
+        raise _invalid_grant("Invalid authorization code")
+    if code.expires_at <= datetime.now(timezone.utc):
+        raise _invalid_grant("Authorization code expired")
+    redirect_uri = params.get("redirect_uri")
+    if redirect_uri is not None and redirect_uri != code.redirect_uri:
+        raise _invalid_grant("redirect_uri does not match the one used in the authorization request")
+    verifier = params.get("code_verifier")
+    if code.code_challenge:
+        if not verifier:
+            raise _invalid_grant("Missing code_verifier (PKCE)")
+        if not hmac.compare_digest(s256(verifier), code.code_challenge):
+            raise _invalid_grant("Failed to verify code verifier")
+    elif verifier:
+        raise _invalid_grant("code_verifier sent, but the authorization request had no code_challenge")
+
+
+def _refresh_allowed(client: Client, api: ResourceServer | None, scopes: list[str]) -> bool:
+    return "offline_access" in scopes and "refresh_token" in client.grant_types and (api is None or api.allow_offline_access)
+
+
+def _password_failure(failure: LoginFailure) -> OAuthError:
+    if failure.code == "too_many_attempts":
+        return OAuthError("too_many_attempts", failure.message, 429)
+    if failure.code == "blocked_user":
+        return OAuthError("unauthorized", failure.message, 401)
+    return OAuthError("invalid_grant", failure.message, 403)

@@ -1,0 +1,1 @@
+"""Small security primitives: sealing secrets at rest, password hashing, random handles."""

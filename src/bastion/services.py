@@ -1,0 +1,42 @@
+"""The services one app runs with. Only `app.create_app` (and the CLI) builds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bastion.keys.keyring import Keyring
+from bastion.mail import Mailer
+from bastion.security.sealing import Sealer
+from bastion.settings import Settings
+from bastion.storage.database import Database
+from bastion.tenant.cache import TenantCache
+
+__all__ = ["Services", "build_services"]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    sealer: Sealer
+    keyring: Keyring
+    tenant: TenantCache
+    mailer: Mailer
+
+    async def close(self) -> None:
+        await self.database.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    if settings.secret_key is None:
+        raise ValueError("settings.secret_key is unset: build settings with bastion.settings.load_settings()")
+    database = Database(settings.effective_database_url)
+    sealer = Sealer(settings.secret_key)
+    return Services(
+        settings=settings,
+        database=database,
+        sealer=sealer,
+        keyring=Keyring(database, sealer, default_alg=settings.signing_alg, cache_ttl=settings.cache_ttl),
+        tenant=TenantCache(database, ttl=settings.cache_ttl),
+        mailer=Mailer(settings),
+    )

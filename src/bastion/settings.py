@@ -1,0 +1,150 @@
+"""Bastion's settings: environment variables `BASTION_*`, then an optional TOML file.
+
+Every setting is documented in docs/configuration.md. Precedence, highest first:
+environment variables, the file named by `BASTION_CONFIG_FILE`, the defaults below.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+__all__ = ["Settings", "load_settings"]
+
+log = logging.getLogger("bastion.settings")
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "password", "xxx", ""}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    issuer: str = "http://127.0.0.1:8000"
+    database_url: str = ""
+    secret_key: str | None = None
+    var_dir: Path = Path("./var")
+    config_file: Path | None = None
+
+    bootstrap_client_id: str | None = None
+    bootstrap_client_secret: str | None = None
+
+    signing_alg: Literal["RS256", "ES256", "EdDSA"] = "RS256"
+    id_token_lifetime: int = 36000
+    access_token_lifetime: int = 86400
+    authorization_code_lifetime: int = 300
+    refresh_token_lifetime: int = 30 * 86400
+    session_lifetime: int = 7 * 86400
+    session_idle_lifetime: int = 3 * 86400
+    login_transaction_lifetime: int = 3600
+    brute_force_max_attempts: int = 10
+    max_body_bytes: int = 64 * 1024
+    cache_ttl: float = 5.0
+    environment: Literal["development", "production"] = "development"
+
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_from: str = "Bastion <no-reply@localhost>"
+    password_reset_ticket_lifetime: int = 86400
+    demo: bool = False
+
+    @field_validator("issuer")
+    @classmethod
+    def _strip_issuer(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("BASTION_ISSUER must start with http:// or https://")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("BASTION_CONFIG_FILE")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------
+
+    @property
+    def token_issuer(self) -> str:
+        """The `iss` claim: the base URL with a trailing slash, as Auth0 writes it."""
+        return self.issuer + "/"
+
+    @property
+    def management_audience(self) -> str:
+        return self.issuer + "/api/v2/"
+
+    @property
+    def userinfo_audience(self) -> str:
+        return self.issuer + "/userinfo"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.var_dir / 'bastion.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+
+def load_settings(**overrides) -> Settings:
+    """Build the settings and resolve the master key (generated for development when unset)."""
+    settings = Settings(**overrides)
+    if settings.environment == "production":
+        if settings.secret_key is None:
+            raise ValueError("BASTION_SECRET_KEY must be set when BASTION_ENVIRONMENT=production")
+        if settings.is_sqlite:
+            log.warning("BASTION_ENVIRONMENT=production with the embedded SQLite database: use PostgreSQL")
+        if not settings.issuer.startswith("https://"):
+            log.warning("BASTION_ISSUER is not https: cookies are not Secure and Auth0 SDKs will refuse it")
+    if settings.secret_key is None:
+        settings.secret_key = _development_secret_key(settings.var_dir)
+    elif settings.secret_key.strip().lower() in PLACEHOLDER_SECRETS or len(settings.secret_key) < 16:
+        raise ValueError("BASTION_SECRET_KEY is a placeholder or shorter than 16 characters: set a long random value")
+    if settings.bootstrap_client_secret is not None and (
+        settings.bootstrap_client_secret.strip().lower() in PLACEHOLDER_SECRETS or len(settings.bootstrap_client_secret) < 16
+    ):
+        raise ValueError("BASTION_BOOTSTRAP_CLIENT_SECRET is a placeholder or shorter than 16 characters")
+    return settings
+
+
+def _development_secret_key(var_dir: Path) -> str:
+    """A generated master key, kept under var/ so restarts can still decrypt what was stored."""
+    path = var_dir / "secret.key"
+    var_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_text().strip()
+    else:
+        key = secrets.token_urlsafe(48)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+    log.warning(
+        "BASTION_SECRET_KEY is not set: using the development key stored in %s. "
+        "Set BASTION_SECRET_KEY to a long random value in production.",
+        path,
+    )
+    return key

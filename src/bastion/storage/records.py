@@ -1,0 +1,211 @@
+"""Plain records that repositories return: the rest of Bastion never sees an ORM row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+__all__ = [
+    "record_from_row",
+    "Connection",
+    "Client",
+    "ResourceServer",
+    "ClientGrant",
+    "User",
+    "Identity",
+    "SigningKey",
+    "AuthorizationCode",
+    "RefreshToken",
+    "SsoSession",
+    "LoginTransactionRecord",
+    "LogEvent",
+]
+
+R = TypeVar("R")
+
+
+def record_from_row(record_type: type[R], row: Any, **extra: Any) -> R:
+    values = {f.name: getattr(row, f.name) for f in fields(record_type) if f.name not in extra and hasattr(row, f.name)}
+    return record_type(**values, **extra)
+
+
+@dataclass(frozen=True)
+class Connection:
+    id: str
+    name: str
+    strategy: str
+    options: dict
+    enabled_clients: list
+    is_domain_connection: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Client:
+    client_id: str
+    name: str
+    description: str
+    app_type: str
+    is_first_party: bool
+    callbacks: list
+    allowed_logout_urls: list
+    web_origins: list
+    allowed_origins: list
+    grant_types: list
+    token_endpoint_auth_method: str
+    client_secret_sealed: str | None
+    client_secret_digest: str | None
+    client_metadata: dict
+    jwt_configuration: dict
+    refresh_token: dict
+    is_system: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+
+@dataclass(frozen=True)
+class ResourceServer:
+    id: str
+    name: str
+    identifier: str
+    scopes: list
+    signing_alg: str
+    token_lifetime: int
+    allow_offline_access: bool
+    skip_consent_for_verifiable_first_party_clients: bool
+    is_system: bool
+    created_at: datetime
+
+    @property
+    def scope_values(self) -> set[str]:
+        return {s["value"] for s in self.scopes}
+
+
+@dataclass(frozen=True)
+class ClientGrant:
+    id: str
+    client_id: str
+    audience: str
+    scope: list
+
+
+@dataclass(frozen=True)
+class Identity:
+    provider: str
+    connection: str
+    external_id: str
+    is_social: bool
+    profile_data: dict
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    connection: str
+    email: str | None
+    email_verified: bool
+    username: str | None
+    phone_number: str | None
+    phone_verified: bool
+    password_hash: str | None
+    name: str | None
+    nickname: str | None
+    given_name: str | None
+    family_name: str | None
+    picture: str | None
+    app_metadata: dict
+    user_metadata: dict
+    blocked: bool
+    created_at: datetime
+    updated_at: datetime
+    last_login: datetime | None
+    last_ip: str | None
+    logins_count: int
+    last_password_reset: datetime | None
+    identities: list[Identity] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    alg: str
+    private_key_sealed: str
+    public_jwk: dict
+    status: str
+    created_at: datetime
+    rotated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuthorizationCode:
+    code_digest: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    grant: dict
+    code_challenge: str | None
+    code_challenge_method: str | None
+    expires_at: datetime
+    used_at: datetime | None
+    refresh_family_id: str | None
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    token_digest: str
+    family_id: str
+    client_id: str
+    user_id: str
+    grant: dict
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SsoSession:
+    sid: str
+    user_id: str
+    auth_time: datetime
+    methods: list
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LoginTransactionRecord:
+    id: str
+    state: str
+    client_id: str
+    request: dict
+    browser_digest: str
+    user_id: str | None
+    auth_time: datetime | None
+    methods: list
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    log_id: str
+    date: datetime
+    type: str
+    description: str | None
+    client_id: str | None
+    client_name: str | None
+    ip: str | None
+    user_agent: str | None
+    user_id: str | None
+    user_name: str | None
+    connection: str | None
+    details: dict

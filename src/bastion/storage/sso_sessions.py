@@ -1,0 +1,69 @@
+"""Repository: single sign-on sessions (the cookie value is stored only as a digest)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.storage.records import SsoSession, record_from_row
+from bastion.storage.tables import SsoSessionRow
+
+__all__ = ["insert_sso_session", "get_live_sso_session", "touch_sso_session", "revoke_sso_session", "revoke_user_sso_sessions"]
+
+
+async def insert_sso_session(
+    session: AsyncSession, *, cookie_digest: str, sid: str, user_id: str, auth_time: datetime, methods: list, expires_at: datetime
+) -> SsoSession:
+    now = datetime.now(timezone.utc)
+    row = SsoSessionRow(
+        cookie_digest=cookie_digest,
+        sid=sid,
+        user_id=user_id,
+        auth_time=auth_time,
+        methods=methods,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=expires_at,
+        revoked_at=None,
+    )
+    session.add(row)
+    await session.flush()
+    return record_from_row(SsoSession, row)
+
+
+async def get_live_sso_session(session: AsyncSession, *, cookie_digest: str, idle_seconds: int) -> SsoSession | None:
+    """The session if it is neither revoked, expired nor idle for longer than `idle_seconds`."""
+    row = await session.get(SsoSessionRow, cookie_digest)
+    now = datetime.now(timezone.utc)
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    if (now - row.last_seen_at).total_seconds() > idle_seconds:
+        return None
+    return record_from_row(SsoSession, row)
+
+
+async def touch_sso_session(session: AsyncSession, *, cookie_digest: str) -> None:
+    await session.execute(
+        update(SsoSessionRow)
+        .where(SsoSessionRow.cookie_digest == cookie_digest)
+        .values(last_seen_at=datetime.now(timezone.utc))
+    )
+
+
+async def revoke_sso_session(session: AsyncSession, *, cookie_digest: str) -> SsoSession | None:
+    row = await session.get(SsoSessionRow, cookie_digest)
+    if row is None:
+        return None
+    row.revoked_at = datetime.now(timezone.utc)
+    await session.flush()
+    return record_from_row(SsoSession, row)
+
+
+async def revoke_user_sso_sessions(session: AsyncSession, *, user_id: str) -> None:
+    await session.execute(
+        update(SsoSessionRow)
+        .where(SsoSessionRow.user_id == user_id, SsoSessionRow.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(timezone.utc))
+    )

@@ -1,0 +1,230 @@
+"""The ORM tables. One class per table; columns mirror the records in `records.py`.
+
+Changing a table means adding an Alembic migration under `migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from datetime import timezone
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every database (SQLite keeps no zone: store UTC, read back as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the database: use datetime.now(timezone.utc)")
+        if value is not None and dialect.name == "sqlite":
+            return value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict: JSON, list: JSON, datetime: UTCDateTime()}
+
+
+class ConnectionRow(Base):
+    __tablename__ = "connections"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    strategy: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict] = mapped_column(default=dict)
+    enabled_clients: Mapped[list] = mapped_column(default=list)
+    is_domain_connection: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class ClientRow(Base):
+    __tablename__ = "clients"
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    app_type: Mapped[str] = mapped_column(String(32))
+    is_first_party: Mapped[bool] = mapped_column(Boolean, default=True)
+    callbacks: Mapped[list] = mapped_column(default=list)
+    allowed_logout_urls: Mapped[list] = mapped_column(default=list)
+    web_origins: Mapped[list] = mapped_column(default=list)
+    allowed_origins: Mapped[list] = mapped_column(default=list)
+    grant_types: Mapped[list] = mapped_column(default=list)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    client_secret_sealed: Mapped[str | None] = mapped_column(Text)
+    client_secret_digest: Mapped[str | None] = mapped_column(String(64))
+    client_metadata: Mapped[dict] = mapped_column(default=dict)
+    jwt_configuration: Mapped[dict] = mapped_column(default=dict)
+    refresh_token: Mapped[dict] = mapped_column(default=dict)
+    is_system: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ResourceServerRow(Base):
+    __tablename__ = "resource_servers"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    identifier: Mapped[str] = mapped_column(String(600), unique=True)
+    scopes: Mapped[list] = mapped_column(default=list)
+    signing_alg: Mapped[str] = mapped_column(String(16))
+    token_lifetime: Mapped[int] = mapped_column(Integer)
+    allow_offline_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    skip_consent_for_verifiable_first_party_clients: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_system: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class ClientGrantRow(Base):
+    __tablename__ = "client_grants"
+    __table_args__ = (UniqueConstraint("client_id", "audience"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    audience: Mapped[str] = mapped_column(String(600))
+    scope: Mapped[list] = mapped_column(default=list)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("connection", "email", name="uq_users_connection_email"),
+        UniqueConstraint("connection", "username", name="uq_users_connection_username"),
+    )
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    connection: Mapped[str] = mapped_column(String(128))
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    username: Mapped[str | None] = mapped_column(String(128))
+    phone_number: Mapped[str | None] = mapped_column(String(32))
+    phone_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(256))
+    nickname: Mapped[str | None] = mapped_column(String(256))
+    given_name: Mapped[str | None] = mapped_column(String(256))
+    family_name: Mapped[str | None] = mapped_column(String(256))
+    picture: Mapped[str | None] = mapped_column(Text)
+    app_metadata: Mapped[dict] = mapped_column(default=dict)
+    user_metadata: Mapped[dict] = mapped_column(default=dict)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_login: Mapped[datetime | None]
+    last_ip: Mapped[str | None] = mapped_column(String(64))
+    logins_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_password_reset: Mapped[datetime | None]
+
+
+class IdentityRow(Base):
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("provider", "connection", "external_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    connection: Mapped[str] = mapped_column(String(128))
+    external_id: Mapped[str] = mapped_column(String(256))
+    is_social: Mapped[bool] = mapped_column(Boolean, default=False)
+    profile_data: Mapped[dict] = mapped_column(default=dict)
+    access_token_sealed: Mapped[str | None] = mapped_column(Text)
+
+
+class SigningKeyRow(Base):
+    __tablename__ = "signing_keys"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    private_key_sealed: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict]
+    status: Mapped[str] = mapped_column(String(16))  # current | previous | retired
+    created_at: Mapped[datetime]
+    rotated_at: Mapped[datetime | None]
+
+
+class AuthorizationCodeRow(Base):
+    __tablename__ = "authorization_codes"
+    code_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    grant: Mapped[dict]
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(8))
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    refresh_family_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class RefreshTokenRow(Base):
+    __tablename__ = "refresh_tokens"
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    grant: Mapped[dict]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SsoSessionRow(Base):
+    __tablename__ = "sso_sessions"
+    cookie_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    auth_time: Mapped[datetime]
+    methods: Mapped[list] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class LoginTransactionRow(Base):
+    __tablename__ = "login_transactions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32))
+    client_id: Mapped[str] = mapped_column(String(64))
+    request: Mapped[dict]
+    browser_digest: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    auth_time: Mapped[datetime | None]
+    methods: Mapped[list] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class LoginAttemptRow(Base):
+    __tablename__ = "login_attempts"
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ip: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
+
+
+class LogEventRow(Base):
+    __tablename__ = "log_events"
+    __table_args__ = (Index("ix_log_events_user", "user_id"),)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    log_id: Mapped[str] = mapped_column(String(64), unique=True)
+    date: Mapped[datetime] = mapped_column(index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(Text)
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    client_name: Mapped[str | None] = mapped_column(String(256))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str | None] = mapped_column(String(128))
+    user_name: Mapped[str | None] = mapped_column(String(320))
+    connection: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict] = mapped_column(default=dict)

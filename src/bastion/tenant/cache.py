@@ -1,0 +1,60 @@
+"""A short-lived, per-process cache of what every token request reads: clients,
+APIs (resource servers), client grants and connections.
+
+Entries live `ttl` seconds (BASTION_CACHE_TTL, default 5 s), so a change made on
+another server process is seen within that time; changes made through this
+process's Management API invalidate at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bastion.storage import clients, connections, resource_servers
+from bastion.storage.database import Database
+from bastion.storage.records import Client, ClientGrant, Connection, ResourceServer
+
+__all__ = ["TenantCache"]
+
+_MISSING = object()
+
+
+class TenantCache:
+    def __init__(self, database: Database, *, ttl: float):
+        self._database = database
+        self._ttl = ttl
+        self._entries: dict[tuple, tuple[float, Any]] = {}
+
+    async def _get(self, key: tuple, load: Callable[[Any], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        async with self._database.reader() as session:
+            value = await load(session)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (now + self._ttl, value)
+        return value
+
+    def invalidate(self) -> None:
+        self._entries.clear()
+
+    async def client(self, client_id: str) -> Client | None:
+        return await self._get(("client", client_id), lambda s: clients.get_client(s, client_id=client_id))
+
+    async def resource_server(self, identifier: str) -> ResourceServer | None:
+        return await self._get(
+            ("api", identifier), lambda s: resource_servers.find_resource_server(s, identifier=identifier)
+        )
+
+    async def client_grant(self, client_id: str, audience: str) -> ClientGrant | None:
+        return await self._get(
+            ("grant", client_id, audience),
+            lambda s: clients.find_client_grant(s, client_id=client_id, audience=audience),
+        )
+
+    async def connection(self, name: str) -> Connection | None:
+        return await self._get(("connection", name), lambda s: connections.find_connection(s, name=name))

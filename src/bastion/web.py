@@ -1,0 +1,132 @@
+"""HTTP edge helpers shared by every route: parameters, the caller's address, JSON answers,
+and the request-size limit."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.errors import OAuthError
+
+__all__ = ["client_ip", "read_params", "json_response", "BodySizeLimit"]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "0.0.0.0"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache", **(headers or {})},
+    )
+
+
+async def read_params(request: Request) -> dict[str, str]:
+    """A form or JSON body as flat string parameters (JSON null values are dropped).
+
+    Auth0's SDKs send JSON to /oauth/token; everything else sends forms.
+    """
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            data = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise OAuthError("invalid_request", "The body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise OAuthError("invalid_request", "The body must be a JSON object")
+        params: dict[str, str] = {}
+        for key, value in data.items():
+            if value is None:
+                continue
+            if isinstance(value, (dict, list)):
+                params[key] = json.dumps(value)
+            elif isinstance(value, bool):
+                params[key] = "true" if value else "false"
+            else:
+                params[key] = str(value)
+        return params
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        try:
+            form: FormData = await request.form()
+        except Exception:  # malformed multipart or encoding
+            raise OAuthError("invalid_request", "The form body could not be parsed") from None
+        params = {}
+        for key, value in form.multi_items():
+            if not isinstance(value, str):
+                raise OAuthError("invalid_request", "File uploads are not accepted here")
+            if key in params:
+                raise OAuthError("invalid_request", f"Parameter {key} is repeated")
+            params[key] = value
+        return params
+    if request.method in ("GET", "HEAD"):
+        return dict(request.query_params)
+    if not await request.body():
+        return {}
+    raise OAuthError("invalid_request", "Unsupported content type: send a form or JSON body")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over `max_bytes` with 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.max_bytes
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._refuse(send)
+                    return
+        # Bodies here are small (forms, JSON): read them whole, up to the limit, then replay.
+        chunks: list[bytes] = []
+        received = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"error": "invalid_request", "error_description": "Request body too large"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
