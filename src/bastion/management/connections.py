@@ -12,6 +12,7 @@ from bastion.management.paging import PageParams, list_body, page_params
 from bastion.management.schemas import ConnectionCreate, ConnectionUpdate
 from bastion.security.handles import new_id
 from bastion.storage import connections as connection_store
+from bastion.storage import users as user_store
 from bastion.storage.records import Connection
 
 router = APIRouter()
@@ -90,8 +91,11 @@ async def patch_connection(request: Request, id: str, body: ConnectionUpdate, ca
 async def delete_connection(request: Request, id: str, caller: Caller = Depends(require("delete:connections"))):
     services = services_of(request)
     async with services.database.transaction() as session:
-        if not await connection_store.delete_connection(session, id=id):
+        connection = await connection_store.get_connection(session, id=id)
+        if connection is None:
             raise _NOT_FOUND
+        await user_store.delete_connection_users(session, connection=connection.name)
+        await connection_store.delete_connection(session, id=id)
         await audit(session, caller, "Delete a connection", request, connection_id=id)
     services.tenant.invalidate()
     return Response(status_code=204)

@@ -21,6 +21,7 @@ __all__ = [
     "update_user",
     "delete_user",
     "record_login",
+    "delete_connection_users",
 ]
 
 
@@ -111,6 +112,14 @@ async def delete_user(session: AsyncSession, *, user_id: str) -> bool:
     await session.execute(delete(IdentityRow).where(IdentityRow.user_id == user_id))
     result = await session.execute(delete(UserRow).where(UserRow.user_id == user_id))
     return result.rowcount > 0
+
+
+async def delete_connection_users(session: AsyncSession, *, connection: str) -> int:
+    """Delete every user whose primary identity is in `connection` (Auth0 does so with the connection)."""
+    user_ids = select(UserRow.user_id).where(UserRow.connection == connection)
+    await session.execute(delete(IdentityRow).where(IdentityRow.user_id.in_(user_ids)))
+    result = await session.execute(delete(UserRow).where(UserRow.connection == connection))
+    return result.rowcount
 
 
 async def record_login(session: AsyncSession, *, user_id: str, ip: str | None) -> None:
