@@ -116,3 +116,22 @@ async def test_log_events_are_listed_newest_first_with_totals(bastion):
     async with bastion.services.database.reader() as session:
         page = await log_events.list_log_events(session, page=0, per_page=2, user_id="u-logs")
     assert [e.type for e in page.items] == ["fp", "f"] and page.total == 3
+
+
+async def test_the_janitor_deletes_only_what_expired_long_ago(bastion):
+    from bastion.storage.janitor import purge_expired
+
+    now = datetime.now(timezone.utc)
+    async with bastion.services.database.transaction() as session:
+        for value, expires in (("old", now - timedelta(days=3)), ("fresh", now + timedelta(minutes=5))):
+            await authorization_codes.insert_authorization_code(
+                session, code_digest=digest(value), client_id="c", user_id="u", redirect_uri="https://x/cb", grant={},
+                code_challenge=None, code_challenge_method=None, expires_at=expires,
+            )
+    async with bastion.services.database.transaction() as session:
+        counts = await purge_expired(session)
+    assert counts["authorization_codes"] == 1
+    async with bastion.services.database.transaction() as session:
+        _, fresh_first_use = await authorization_codes.consume_authorization_code(session, code_digest=digest("fresh"), family_id="f")
+        gone, _ = await authorization_codes.consume_authorization_code(session, code_digest=digest("old"), family_id="g")
+    assert fresh_first_use and gone is None

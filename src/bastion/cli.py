@@ -104,6 +104,22 @@ def demo() -> None:
     )
 
 
+@main.command()
+@click.option("--grace-hours", default=24, show_default=True, help="Keep expired rows this long (replays stay recognised).")
+def janitor(grace_hours: int) -> None:
+    """Delete expired codes, login transactions, SSO sessions and refresh tokens."""
+    from datetime import timedelta
+
+    from bastion.storage.janitor import purge_expired
+
+    async def work(services: Services) -> dict[str, int]:
+        async with services.database.transaction() as session:
+            return await purge_expired(session, grace=timedelta(hours=grace_hours))
+
+    for table, count in _run(work).items():
+        click.echo(f"{table}: {count} deleted")
+
+
 # -- users ----------------------------------------------------------------
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import delete, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.records import AuthorizationCode, record_from_row
 from bastion.storage.tables import AuthorizationCodeRow
 
-__all__ = ["insert_authorization_code", "consume_authorization_code", "purge_expired_codes"]
+__all__ = ["insert_authorization_code", "consume_authorization_code"]
 
 
 async def insert_authorization_code(session: AsyncSession, **values) -> None:
@@ -37,7 +37,3 @@ async def consume_authorization_code(
         return None, False
     return record_from_row(AuthorizationCode, row), result.rowcount == 1
 
-
-async def purge_expired_codes(session: AsyncSession, *, before: datetime) -> int:
-    result = await session.execute(delete(AuthorizationCodeRow).where(AuthorizationCodeRow.expires_at < before))
-    return result.rowcount

@@ -1,0 +1,31 @@
+"""Deleting what has expired: codes, login transactions, SSO sessions and refresh tokens.
+
+Run by `bastion janitor` (from cron or a timer, as Ory Hydra's janitor). Nothing here
+is needed for correctness: every reader already refuses expired rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bastion.storage.tables import AuthorizationCodeRow, LoginTransactionRow, RefreshTokenRow, SsoSessionRow
+
+__all__ = ["purge_expired"]
+
+
+async def purge_expired(session: AsyncSession, *, grace: timedelta = timedelta(days=1)) -> dict[str, int]:
+    """Delete rows expired for longer than `grace` (kept that long so replays are still recognised)."""
+    cutoff = datetime.now(timezone.utc) - grace
+    counts = {}
+    for name, table, condition in (
+        ("authorization_codes", AuthorizationCodeRow, AuthorizationCodeRow.expires_at < cutoff),
+        ("login_transactions", LoginTransactionRow, LoginTransactionRow.expires_at < cutoff),
+        ("sso_sessions", SsoSessionRow, or_(SsoSessionRow.expires_at < cutoff, SsoSessionRow.revoked_at < cutoff)),
+        ("refresh_tokens", RefreshTokenRow, RefreshTokenRow.expires_at < cutoff),
+    ):
+        result = await session.execute(delete(table).where(condition))
+        counts[name] = result.rowcount
+    return counts

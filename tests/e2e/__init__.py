@@ -1,0 +1,1 @@
+"""End-to-end tests (a package, so that its conftest does not replace the top-level `conftest` module)."""
