@@ -82,6 +82,8 @@ class DbConnectionRoutes:
         email, password = params.get("email", "").strip(), params.get("password", "")
         if "@" not in email or len(email) > 320:
             return _signup_error(400, "BadRequestError", "invalid_signup", "Missing or invalid email")
+        if len(params.get("username") or "") > 128:
+            return _signup_error(400, "BadRequestError", "invalid_signup", "The username is longer than 128 characters")
         metadata: dict = {}
         if params.get("user_metadata"):
             try:

@@ -145,8 +145,12 @@ async def complete_login(
 
 
 def grant_scopes(requested: list[str], api: ResourceServer | None) -> list[str]:
-    """The OIDC scopes asked for, plus the asked-for scopes the API defines (others are dropped)."""
-    allowed = api.scope_values if api else set()
+    """The OIDC scopes asked for, plus the asked-for scopes the API defines (others are dropped).
+
+    A system API (the Management API) grants no scope to a user: its scopes are for
+    machine-to-machine clients with a client grant.
+    """
+    allowed = api.scope_values if api and not api.is_system else set()
     return [s for s in requested if s in OIDC_SCOPES or s in allowed]
 
 

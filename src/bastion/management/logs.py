@@ -45,12 +45,13 @@ def _type_filter(search: str | None) -> str | None:
 
 @router.get("/logs")
 async def list_logs(
-    request: Request, params: PageParams = Depends(page_params), search: str | None = Query(None),
-    caller: Caller = Depends(require("read:logs")),
+    request: Request, params: PageParams = Depends(page_params), q: str | None = Query(None),
+    search: str | None = Query(None), caller: Caller = Depends(require("read:logs")),
 ):
+    """`q` is what Auth0 documents and auth0-python sends; `search` is the older name."""
     services = services_of(request)
     async with services.database.reader() as session:
-        page = await log_events.list_log_events(session, page=params.page, per_page=params.per_page, type=_type_filter(search))
+        page = await log_events.list_log_events(session, page=params.page, per_page=params.per_page, type=_type_filter(q or search))
     return list_body("logs", page, [log_json(e) for e in page.items], params)
 
 

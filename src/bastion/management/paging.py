@@ -22,7 +22,9 @@ class PageParams:
             except ValueError:
                 raise ManagementError(400, "Invalid 'from' cursor", "invalid_query_string") from None
             self.per_page = take or 50
-            self.page = offset // self.per_page if offset % self.per_page == 0 else 0
+            if offset % self.per_page:
+                raise ManagementError(400, "Use the 'next' cursor with the same 'take'", "invalid_query_string")
+            self.page = offset // self.per_page
             self.offset = offset
         else:
             self.page, self.per_page, self.offset = page, per_page, page * per_page

@@ -65,7 +65,7 @@ async def post_resource_server(request: Request, body: ResourceServerCreate, cal
     return resource_server_json(api)
 
 
-@router.get("/resource-servers/{id}")
+@router.get("/resource-servers/{id:path}")
 async def get_resource_server(request: Request, id: str, caller: Caller = Depends(require("read:resource_servers"))):
     services = services_of(request)
     async with services.database.reader() as session:
@@ -75,7 +75,7 @@ async def get_resource_server(request: Request, id: str, caller: Caller = Depend
     return resource_server_json(api)
 
 
-@router.patch("/resource-servers/{id}")
+@router.patch("/resource-servers/{id:path}")
 async def patch_resource_server(request: Request, id: str, body: ResourceServerUpdate, caller: Caller = Depends(require("update:resource_servers"))):
     services = services_of(request)
     changes = body.model_dump(exclude_unset=True)
@@ -94,7 +94,7 @@ async def patch_resource_server(request: Request, id: str, body: ResourceServerU
     return resource_server_json(api)
 
 
-@router.delete("/resource-servers/{id}", status_code=204)
+@router.delete("/resource-servers/{id:path}", status_code=204)
 async def delete_resource_server(request: Request, id: str, caller: Caller = Depends(require("delete:resource_servers"))):
     services = services_of(request)
     async with services.database.transaction() as session:
