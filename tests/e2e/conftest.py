@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -66,7 +66,6 @@ class LiveServer:
     process: subprocess.Popen
     log_path: Path
     cafile: Path | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:

@@ -1,0 +1,202 @@
+"""Deployment shapes: `bastion serve` over TLS, and two server processes sharing one PostgreSQL database."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import re
+import secrets
+import ssl
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from .conftest import browser_client, free_port, poll, query_params, submit_login
+
+PASSWORD = "Deploy-Correct-Horse-5"
+CALLBACK = "https://rp.example/callback"
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed server certificate for 127.0.0.1 (SAN IP:127.0.0.1). Returns (cert.pem, key.pem)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def _create_client_and_user(server, email: str) -> dict:
+    client = json.loads(server.cli("clients", "create", "--name", "Deployment RP", "--callback", CALLBACK,
+                                   "--grant-type", "authorization_code", "--grant-type", "refresh_token"))
+    server.cli("users", "create", "--email", email, "--password", PASSWORD)
+    return client
+
+
+def _authorize_params(client: dict) -> dict:
+    return {"client_id": client["client_id"], "response_type": "code", "redirect_uri": CALLBACK,
+            "scope": "openid profile email", "state": secrets.token_urlsafe(8), "nonce": secrets.token_urlsafe(8)}
+
+
+def _exchange(http: httpx.Client, token_endpoint: str, client: dict, code: str) -> httpx.Response:
+    return http.post(token_endpoint, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+        "client_id": client["client_id"], "client_secret": client["client_secret"],
+    })
+
+
+def _cookie_attributes(response: httpx.Response, name: str) -> dict[str, str]:
+    """The attributes of the Set-Cookie header for `name` (lower-case names; flags map to "")."""
+    for header in response.headers.get_list("set-cookie"):
+        pair, *attributes = [part.strip() for part in header.split(";")]
+        if pair.startswith(f"{name}="):
+            return {key.lower(): value for key, _, value in (a.partition("=") for a in attributes)}
+    raise AssertionError(f"no Set-Cookie for {name} in {response.headers.get_list('set-cookie')}")
+
+
+# -- TLS ------------------------------------------------------------------------
+
+
+def test_tls_serves_a_verifiable_https_issuer_with_secure_cookies(live_server, sqlite_url, tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    port = free_port()
+    server = live_server(sqlite_url, tls=(cert, key), port=port, issuer=f"https://127.0.0.1:{port}")
+    assert server.base_url == f"https://127.0.0.1:{port}"
+
+    trust = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(verify=trust, timeout=10) as https:
+        discovery = https.get(server.url("/.well-known/openid-configuration"))
+        assert discovery.status_code == 200, discovery.text
+        document = discovery.json()
+    assert document["issuer"] == f"https://127.0.0.1:{port}/"
+    assert document["authorization_endpoint"] == f"https://127.0.0.1:{port}/authorize"
+    assert document["jwks_uri"].startswith(f"https://127.0.0.1:{port}/")
+
+    # The certificate really is checked: without trusting it, the handshake fails.
+    with httpx.Client(timeout=10) as untrusting, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        untrusting.get(server.url("/.well-known/openid-configuration"))
+
+    client = _create_client_and_user(server, "tls-user@example.com")
+    with browser_client(verify=trust) as browser:
+        start = browser.get(document["authorization_endpoint"], params=_authorize_params(client))
+        assert start.status_code == 302, start.text
+        assert "secure" in _cookie_attributes(start, "bastion_browser")
+        done = submit_login(browser, server.base_url, start.headers["location"], "tls-user@example.com", PASSWORD)
+        assert done.status_code == 302, done.text
+        assert done.headers["location"].startswith(CALLBACK + "?code=")
+
+        session = _cookie_attributes(done, "bastion_session")
+        assert "secure" in session, f"the session cookie over https must be Secure: {session}"
+        assert "httponly" in session
+        assert session.get("samesite", "").lower() == "none"
+
+        tokens = _exchange(browser, document["token_endpoint"], client, query_params(done.headers["location"])["code"])
+        assert tokens.status_code == 200, tokens.text
+        claims = jwt.decode(tokens.json()["id_token"], KeySet.import_key_set(browser.get(document["jwks_uri"]).json())).claims
+        assert claims["iss"] == f"https://127.0.0.1:{port}/"
+
+
+# -- two processes, one PostgreSQL database ------------------------------------------
+
+
+def _jwks_kids(http: httpx.Client, server) -> set[str]:
+    response = http.get(server.url("/.well-known/jwks.json"))
+    assert response.status_code == 200, response.text
+    return {key["kid"] for key in response.json()["keys"]}
+
+
+def _silent_code(http: httpx.Client, server, client: dict) -> str:
+    """prompt=none on `server`: the shared SSO session answers with a code."""
+    response = http.get(server.url("/authorize"), params={**_authorize_params(client), "prompt": "none"})
+    assert response.status_code == 302, response.text
+    answer = query_params(response.headers["location"])
+    assert "code" in answer, answer
+    return answer["code"]
+
+
+def test_two_processes_share_logins_and_see_key_rotation(live_server, postgres_url):
+    port_a = free_port()
+    issuer = f"http://127.0.0.1:{port_a}"
+    server_a = live_server(postgres_url, port=port_a, issuer=issuer)
+    server_b = live_server(postgres_url, issuer=issuer)  # same database, issuer and master key; another port
+    assert server_a.port != server_b.port
+    assert server_b.env["BASTION_SECRET_KEY"] == server_a.env["BASTION_SECRET_KEY"]
+
+    email = "two-processes@example.com"
+    client = _create_client_and_user(server_a, email)
+    token_endpoint_a = server_a.url("/oauth/token")
+
+    with browser_client() as browser:
+        # The login starts on A, its form is shown and posted on B (the cookies are per host, not per port).
+        start = browser.get(server_a.url("/authorize"), params=_authorize_params(client))
+        assert start.status_code == 302, start.text
+        assert browser.cookies.get("bastion_browser")
+        done = submit_login(browser, server_b.base_url, start.headers["location"], email, PASSWORD)
+        assert done.status_code == 302, done.text
+        assert done.headers["location"].startswith(CALLBACK + "?")
+        code = query_params(done.headers["location"])["code"]
+
+        # ... and the code made by B is exchanged at A.
+        first = _exchange(browser, token_endpoint_a, client, code)
+        assert first.status_code == 200, first.text
+        old_token = first.json()["id_token"]
+        old_kid = jwt.decode(old_token, KeySet.import_key_set(browser.get(server_a.url("/.well-known/jwks.json")).json())).header["kid"]
+        assert old_kid in _jwks_kids(browser, server_a)
+        assert old_kid in _jwks_kids(browser, server_b)
+
+        output = server_a.cli("keys", "rotate")
+        match = re.search(r"new signing key (\S+)", output)
+        assert match, output
+        new_kid = match.group(1)
+        assert new_kid != old_kid
+
+        for server in (server_a, server_b):
+            def published(server=server) -> set[str] | None:
+                kids = _jwks_kids(browser, server)
+                return kids if new_kid in kids else None
+
+            kids = poll(published, timeout=5, message=f"{server.base_url} publishes {new_kid}")
+            assert old_kid in kids, f"{server.base_url} dropped the previous key {old_kid} after rotation: {kids}"
+
+        # New tokens from both processes are signed with the new key, and verify against either JWKS.
+        for issuing, other in ((server_a, server_b), (server_b, server_a)):
+            tokens = _exchange(browser, issuing.url("/oauth/token"), client, _silent_code(browser, issuing, client))
+            assert tokens.status_code == 200, tokens.text
+            keys = KeySet.import_key_set(browser.get(other.url("/.well-known/jwks.json")).json())
+            decoded = jwt.decode(tokens.json()["id_token"], keys)
+            assert decoded.header["kid"] == new_kid, f"{issuing.base_url} still signs with {decoded.header['kid']}"
+            assert decoded.claims["iss"] == issuer + "/"
+            assert decoded.claims["aud"] == client["client_id"]
+
+        # A token signed before the rotation still verifies.
+        assert jwt.decode(old_token, keys).header["kid"] == old_kid
