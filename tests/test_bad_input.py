@@ -74,3 +74,13 @@ async def test_a_failed_request_changes_nothing(bastion_sqlite):
         await bastion_sqlite.http.post("/dbconnections/signup", content=body, headers={"Content-Type": content_type})
     after = await bastion_sqlite.management("GET", "/users?include_totals=true")
     assert after.json()["total"] == before.json()["total"]
+
+
+async def test_nul_characters_in_paths_and_queries_are_refused_on_every_database(bastion):
+    client = await bastion.create_client()
+    for path in ("/api/v2/users/auth0%7C%00", "/api/v2/clients/%00", "/api/v2/users?q=email:%00"):
+        response = await bastion.management("GET", path)
+        assert response.status_code == 400 and response.json()["errorCode"] == "invalid_query_string"
+    for url in (f"/authorize?client_id={client['client_id']}%00&response_type=code", "/u/login?state=abc%00def",
+                "/v2/logout?client_id=%00&returnTo=https://app.test/logged-out"):
+        _clean(await bastion.http.get(url))

@@ -24,8 +24,8 @@ from bastion.services import Services
 from bastion.storage import login_attempts
 from bastion.storage import users as user_store
 from bastion.storage.records import Connection, User
-from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, create_database_user
-from bastion.web import client_ip, json_response, read_params
+from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, create_database_user, is_valid_email
+from bastion.web import client_ip, json_response, read_form, read_params
 
 __all__ = ["DbConnectionRoutes"]
 
@@ -80,7 +80,7 @@ class DbConnectionRoutes:
         if connection.options.get("disable_signup"):
             return _signup_error(403, "ForbiddenError", "operation_not_allowed", "Public signup is disabled")
         email, password = params.get("email", "").strip(), params.get("password", "")
-        if "@" not in email or len(email) > 320:
+        if not is_valid_email(email):
             return _signup_error(400, "BadRequestError", "invalid_signup", "Missing or invalid email")
         if len(params.get("username") or "") > 128:
             return _signup_error(400, "BadRequestError", "invalid_signup", "The username is longer than 128 characters")
@@ -162,7 +162,7 @@ class DbConnectionRoutes:
             ticket = request.query_params.get("ticket")
             user = await self._ticket_user(ticket)
             return self.pages.render("reset_password.html", ticket=ticket, email=user.email)
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        form = await read_form(request)
         ticket = form.get("ticket")
         user = await self._ticket_user(ticket)
         password, confirm = form.get("password", ""), form.get("confirm", "")

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.errors import OAuthError
 
-__all__ = ["client_ip", "read_params", "json_response", "BodySizeLimit"]
+__all__ = ["client_ip", "read_params", "read_form", "clean_params", "json_response", "BodySizeLimit"]
 
 
 def client_ip(request: Request) -> str:
@@ -29,6 +29,38 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def _check_text(value: str) -> str:
+    """Refuse what no database column should hold: NUL characters and lone surrogates."""
+    if "\x00" in value:
+        raise OAuthError("invalid_request", "Parameters must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OAuthError("invalid_request", "Parameters must be valid UTF-8") from None
+    return value
+
+
+def clean_params(items) -> dict[str, str]:
+    """String parameters from (key, value) pairs: each key once, no NUL, valid UTF-8."""
+    params: dict[str, str] = {}
+    for key, value in items:
+        if not isinstance(value, str):
+            raise OAuthError("invalid_request", "File uploads are not accepted here")
+        if key in params:
+            raise OAuthError("invalid_request", f"Parameter {key} is repeated")
+        params[_check_text(key)] = _check_text(value)
+    return params
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """A browser form's fields (for the login pages), cleaned like every other parameter."""
+    try:
+        form: FormData = await request.form()
+    except Exception:  # malformed multipart or encoding
+        raise OAuthError("invalid_request", "The form body could not be parsed") from None
+    return clean_params(form.multi_items())
+
+
 async def read_params(request: Request) -> dict[str, str]:
     """A form or JSON body as flat string parameters (JSON null values are dropped).
 
@@ -38,36 +70,24 @@ async def read_params(request: Request) -> dict[str, str]:
     if content_type == "application/json":
         try:
             data = json.loads(await request.body() or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise OAuthError("invalid_request", "The body is not valid JSON") from None
         if not isinstance(data, dict):
             raise OAuthError("invalid_request", "The body must be a JSON object")
-        params: dict[str, str] = {}
+        pairs = []
         for key, value in data.items():
             if value is None:
                 continue
             if isinstance(value, (dict, list)):
-                params[key] = json.dumps(value)
+                value = json.dumps(value, ensure_ascii=False)
             elif isinstance(value, bool):
-                params[key] = "true" if value else "false"
-            else:
-                params[key] = str(value)
-        return params
+                value = "true" if value else "false"
+            pairs.append((key, str(value)))
+        return clean_params(pairs)
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        try:
-            form: FormData = await request.form()
-        except Exception:  # malformed multipart or encoding
-            raise OAuthError("invalid_request", "The form body could not be parsed") from None
-        params = {}
-        for key, value in form.multi_items():
-            if not isinstance(value, str):
-                raise OAuthError("invalid_request", "File uploads are not accepted here")
-            if key in params:
-                raise OAuthError("invalid_request", f"Parameter {key} is repeated")
-            params[key] = value
-        return params
+        return await read_form(request)
     if request.method in ("GET", "HEAD"):
-        return dict(request.query_params)
+        return clean_params(request.query_params.multi_items())
     if not await request.body():
         return {}
     raise OAuthError("invalid_request", "Unsupported content type: send a form or JSON body")

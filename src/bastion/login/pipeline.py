@@ -14,6 +14,7 @@ response); see `Responder`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -37,6 +38,8 @@ __all__ = [
     "complete_login",
     "grant_scopes",
 ]
+
+_HANDLE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 Responder = Callable[[Services, AuthorizationRequest, LoginResult], Awaitable[Response]]
 
@@ -75,7 +78,7 @@ async def resume_login(
     services: Services, transaction_id: str | None, *, browser: str | None, expected: LoginState
 ) -> LoginTransactionRecord:
     """The transaction, only for the browser that started it, before it expires, in `expected` state."""
-    if not transaction_id or len(transaction_id) > 64 or not browser:
+    if not transaction_id or not _HANDLE.fullmatch(transaction_id) or not browser:
         raise _expired()
     async with services.database.reader() as session:
         transaction = await login_transactions.get_login_transaction(session, id=transaction_id)

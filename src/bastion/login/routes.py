@@ -24,8 +24,8 @@ from bastion.security.csrf import CsrfTokens
 from bastion.services import Services
 from bastion.storage.records import Connection, LoginTransactionRecord, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
-from bastion.tenant.users import UserConflict, WeakPassword, create_database_user
-from bastion.web import client_ip
+from bastion.tenant.users import UserConflict, WeakPassword, create_database_user, is_valid_email
+from bastion.web import client_ip, read_form
 
 __all__ = ["LoginRoutes"]
 
@@ -49,7 +49,7 @@ class LoginRoutes:
         )
 
     async def _form(self, request: Request) -> tuple[dict[str, str], LoginTransactionRecord]:
-        form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+        form = await read_form(request)
         transaction = await self._transaction(request, form.get("state") or request.query_params.get("state"))
         if not self.csrf.verify(form.get("csrf_token"), transaction.id, request.cookies.get(BROWSER_COOKIE, "")):
             raise PageError("Invalid request", "This form has expired or was not sent by this site. Go back and try again.", 403)
@@ -124,7 +124,7 @@ class LoginRoutes:
             raise PageError("Sign-up is disabled", "This application does not accept new sign-ups.", 403)
         email, password = form.get("email", "").strip(), form.get("password", "")
         error = None
-        if "@" not in email or len(email) > 320:
+        if not is_valid_email(email):
             error = "Enter a valid email address."
         else:
             try:

@@ -36,6 +36,14 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str]:
 def create_management_app(services: Services) -> FastAPI:
     app = FastAPI(title="Bastion Management API", version="2", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
     app.state.services = services
+
+    @app.middleware("http")
+    async def refuse_nul_characters(request: Request, call_next):
+        """No identifier contains NUL; PostgreSQL cannot even compare one."""
+        if "\x00" in request.url.path or "%00" in request.url.query:
+            return _error(ManagementError(400, "Path and query must not contain NUL characters", "invalid_query_string"))
+        return await call_next(request)
+
     for module in (clients, resource_servers, connections, users, logs):
         app.include_router(module.router)
 

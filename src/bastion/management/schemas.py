@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bastion.tenant.users import EMAIL_PATTERN
+
 __all__ = [
     "ClientCreate",
     "ClientUpdate",
@@ -125,7 +127,7 @@ class ClientGrantUpdate(_Body):
 
 
 class _UserFields(_Body):
-    email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    email: str | None = Field(None, max_length=320, pattern=EMAIL_PATTERN)
     email_verified: bool | None = None
     username: str | None = Field(None, min_length=1, max_length=128)
     phone_number: str | None = Field(None, max_length=32)

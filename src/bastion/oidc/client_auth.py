@@ -30,7 +30,7 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
         raise OAuthError("invalid_client", "Malformed Basic credentials", 401) from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -105,12 +106,17 @@ class TokenGrants:
         if not presented:
             raise OAuthError("invalid_request", "Missing required parameter: refresh_token")
         token_digest = digest(presented)
+        requested = params.get("scope", "").split()
         async with self._services.database.transaction() as session:
             token = await refresh_tokens.find_refresh_token(session, token_digest=token_digest)
             if token is None or token.client_id != client.client_id:
                 raise _invalid_grant("Unknown or invalid refresh token.")
             if token.revoked_at is not None or token.expires_at <= datetime.now(timezone.utc):
                 raise _invalid_grant("Unknown or invalid refresh token.")
+            result = LoginResult.from_json(token.grant)
+            extra = [s for s in requested if s not in result.scopes]
+            if extra:  # checked before rotation: a refused request leaves the token usable
+                raise OAuthError("invalid_scope", f"Scope not granted originally: {' '.join(extra)}")
             rotated = await refresh_tokens.use_refresh_token(session, token_digest=token_digest)
             if not rotated:
                 await refresh_tokens.revoke_refresh_family(session, family_id=token.family_id)
@@ -121,12 +127,6 @@ class TokenGrants:
                 )
         if not rotated:
             raise _invalid_grant("Unknown or invalid refresh token.")
-        result = LoginResult.from_json(token.grant)
-        requested = params.get("scope", "").split()
-        if requested:
-            extra = [s for s in requested if s not in result.scopes]
-            if extra:
-                raise OAuthError("invalid_scope", f"Scope not granted originally: {' '.join(extra)}")
         user = await self._live_user(result.user_id)
         api = await self._services.tenant.resource_server(result.audience) if result.audience else None
         response = await self._issue(
@@ -241,7 +241,8 @@ class TokenGrants:
         )
         response: dict[str, Any] = {"access_token": access_token}
         if "openid" in scopes:
-            response["id_token"] = await self._issuer.id_token(client=client, user=user, result=result)
+            released = result if scopes == result.scopes else replace(result, scopes=scopes)
+            response["id_token"] = await self._issuer.id_token(client=client, user=user, result=released)
         if _refresh_allowed(client, api, result.scopes):
             token = new_handle(48)
             expires_at = family_expires_at or datetime.now(timezone.utc) + timedelta(

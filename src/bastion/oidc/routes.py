@@ -35,7 +35,7 @@ from bastion.security.handles import digest
 from bastion.services import Services
 from bastion.storage import refresh_tokens
 from bastion.storage import users as user_store
-from bastion.web import client_ip, json_response, read_params
+from bastion.web import clean_params, client_ip, json_response, read_params
 
 __all__ = ["OidcRoutes"]
 
@@ -69,7 +69,7 @@ class OidcRoutes:
 
     async def authorize(self, request: Request) -> Response:
         """RFC 6749 §4.1.1: validate, then answer from the SSO session or send the browser to log in."""
-        params = dict(request.query_params) if request.method == "GET" else await read_params(request)
+        params = clean_params(request.query_params.multi_items()) if request.method == "GET" else await read_params(request)
         try:
             authorization = await validate_authorization_request(params, self.services.tenant)
         except RedirectError as error:
@@ -174,8 +174,9 @@ class OidcRoutes:
 
     async def logout(self, request: Request) -> Response:
         """Auth0's /v2/logout: end the SSO session; `returnTo` must be an allowed logout URL of `client_id`."""
-        return_to = request.query_params.get("returnTo")
-        client_id = request.query_params.get("client_id")
+        params = clean_params(request.query_params.multi_items())
+        return_to = params.get("returnTo")
+        client_id = params.get("client_id")
         if return_to:
             client = await self.services.tenant.client(client_id) if client_id else None
             if client is None or return_to not in client.allowed_logout_urls:
@@ -187,7 +188,7 @@ class OidcRoutes:
 
     async def oidc_logout(self, request: Request) -> Response:
         """OpenID Connect RP-Initiated Logout 1.0 §2-3."""
-        params = dict(request.query_params) if request.method == "GET" else await read_params(request)
+        params = clean_params(request.query_params.multi_items()) if request.method == "GET" else await read_params(request)
         client_id = params.get("client_id")
         hint = params.get("id_token_hint")
         if hint:

@@ -45,7 +45,7 @@ class Tickets:
             raise InvalidTicket("malformed ticket")
         body, _, signature = ticket.partition(".")
         expected = _b64(hmac.new(self._key(purpose), body.encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(signature, expected):
+        if not hmac.compare_digest(signature.encode("utf-8", "surrogatepass"), expected.encode()):
             raise InvalidTicket("bad signature")
         try:
             payload = json.loads(_unb64(body))

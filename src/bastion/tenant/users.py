@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +25,8 @@ __all__ = [
     "merge_metadata",
     "user_to_json",
     "default_picture",
+    "EMAIL_PATTERN",
+    "is_valid_email",
 ]
 
 PROFILE_FIELDS = (
@@ -39,6 +42,14 @@ PROFILE_FIELDS = (
     "picture",
     "blocked",
 )
+
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def is_valid_email(email: str) -> bool:
+    return len(email) <= 320 and _EMAIL.match(email) is not None
 
 
 class UserConflict(Exception):
