@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bastion.keys.keyring import Keyring
 from bastion.mail import Mailer
@@ -10,6 +11,9 @@ from bastion.security.sealing import Sealer
 from bastion.settings import Settings
 from bastion.storage.database import Database
 from bastion.tenant.cache import TenantCache
+
+if TYPE_CHECKING:
+    from bastion.rules.engine import RulesEngine
 
 __all__ = ["Services", "build_services"]
 
@@ -22,8 +26,10 @@ class Services:
     keyring: Keyring
     tenant: TenantCache
     mailer: Mailer
+    rules: RulesEngine = field(init=False)
 
     async def close(self) -> None:
+        await self.rules.close()
         await self.database.dispose()
 
 
@@ -32,11 +38,15 @@ def build_services(settings: Settings) -> Services:
         raise ValueError("settings.secret_key is unset: build settings with bastion.settings.load_settings()")
     database = Database(settings.effective_database_url)
     sealer = Sealer(settings.secret_key)
-    return Services(
+    services = Services(
         settings=settings,
         database=database,
         sealer=sealer,
         keyring=Keyring(database, sealer, default_alg=settings.signing_alg, cache_ttl=settings.cache_ttl),
-        tenant=TenantCache(database, ttl=settings.cache_ttl),
+        tenant=TenantCache(database, sealer, ttl=settings.cache_ttl),
         mailer=Mailer(settings),
     )
+    from bastion.rules.engine import RulesEngine
+
+    services.rules = RulesEngine(services)
+    return services

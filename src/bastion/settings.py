@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     password_reset_ticket_lifetime: int = 86400
     demo: bool = False
 
+    rules_workers: int = 2
+    rules_timeout: float = 20.0
+    rules_cpu_seconds: int = 5
+    rules_memory_mb: int = 512
+    rules_jobs_per_worker: int = 1000
+    rules_unauthorized_error: Literal["unauthorized", "access_denied"] = "unauthorized"
+    rules_http_allowed_hosts: list[str] = Field(default_factory=list)
+    rules_http_allow_private: bool = False
+    rules_http_max_response_bytes: int = 1024 * 1024
+
     @field_validator("issuer")
     @classmethod
     def _strip_issuer(cls, value: str) -> str:

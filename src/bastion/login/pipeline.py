@@ -3,13 +3,15 @@
     begin_login          AuthorizationRequest -> transaction (awaiting_login), bound to the browser
     resume_login         load the transaction: right browser, not expired, in the expected state
     authenticate         awaiting_login -> authenticated     (credentials checked, or a live SSO session)
-    complete_login       authenticated  -> completed         -> LoginResult
-                           grant_scopes: OIDC scopes asked for + the API's scopes asked for
-                           record_login: logins_count, last_login, last_ip, log event `s`
+    complete_login       authenticated  -> completed | failed  -> LoginResult | LoginDenial
+                           record_login:     logins_count, last_login, last_ip (rules see this login counted)
+                           grant_scopes:     OIDC scopes asked for + the API's scopes asked for
+                           run_login_rules:  the enabled rules, in order, in a sandboxed worker
+                           apply_rules:      claims, scopes, jti, profile -- or the denial
+                           log event `s` (or `f`), with the rules' execution record
 
-The rules engine runs between `authenticate` and `complete_login` (issue: rules).
-Protocols turn the LoginResult into their answer (an authorization code, a SAML
-response); see `Responder`.
+Protocols turn the result into their answer (an authorization code or an error to
+the redirect URI, a SAML response); see `Responder`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from starlette.responses import Response
 
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
-from bastion.login.transaction import OIDC_SCOPES, AuthorizationRequest, LoginResult, LoginState, epoch
+from bastion.login.rules_step import apply_rules, run_login_rules
+from bastion.login.transaction import OIDC_SCOPES, AuthorizationRequest, LoginDenial, LoginResult, LoginState, epoch
+from bastion.rules.context import RequestInfo
 from bastion.security.handles import digest, new_handle
 from bastion.services import Services
 from bastion.storage import login_transactions, users
+from bastion.storage import rules as rule_store
 from bastion.storage.records import LoginTransactionRecord, ResourceServer, SsoSession, User
 
 __all__ = [
@@ -41,7 +46,7 @@ __all__ = [
 
 _HANDLE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
-Responder = Callable[[Services, AuthorizationRequest, LoginResult], Awaitable[Response]]
+Responder = Callable[[Services, AuthorizationRequest, "LoginResult | LoginDenial"], Awaitable[Response]]
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class LoginContext:
 
     ip: str
     user_agent: str | None
+    hostname: str = ""
 
 
 def _expired() -> PageError:
@@ -115,36 +121,56 @@ async def authenticate(
 
 async def complete_login(
     services: Services, transaction: LoginTransactionRecord, *, sso: SsoSession, context: LoginContext
-) -> tuple[AuthorizationRequest, LoginResult]:
-    """authenticated -> completed: what the login grants, recorded once."""
+) -> tuple[AuthorizationRequest, LoginResult | LoginDenial]:
+    """authenticated -> completed (or failed, when a rule denies): what the login grants, recorded once."""
     request = AuthorizationRequest.from_json(transaction.request)
     api = await services.tenant.resource_server(request.audience) if request.audience else None
     client = await services.tenant.client(request.client_id)
-    assert transaction.user_id is not None and transaction.auth_time is not None
-    result = LoginResult(
-        user_id=transaction.user_id,
+    assert client is not None and transaction.user_id is not None and transaction.auth_time is not None
+    async with services.database.transaction() as session:
+        await users.record_login(session, user_id=transaction.user_id, ip=context.ip)  # rules see this login counted
+        user = await users.get_user(session, user_id=transaction.user_id)
+    assert user is not None
+    scopes = grant_scopes(request.scopes, api)
+    auth_ms = epoch(transaction.auth_time) * 1000
+    base = LoginResult(
+        user_id=user.user_id,
         client_id=request.client_id,
-        scopes=grant_scopes(request.scopes, api),
+        scopes=scopes,
         audience=request.audience,
         auth_time=epoch(transaction.auth_time),
         sid=sso.sid,
         nonce=request.nonce,
         amr=[m for m in transaction.methods if m in ("mfa",)],
+        methods=[[m, auth_ms] for m in transaction.methods],
     )
+    run = await run_login_rules(
+        services, protocol=request.protocol, client=client, user=user, connection_name=user.connection,
+        request=RequestInfo(ip=context.ip, user_agent=context.user_agent, hostname=context.hostname, query=request.query),
+        result=base,
+    )
+    outcome = apply_rules(services, run, base)
+    denied = isinstance(outcome, LoginDenial)
     async with services.database.transaction() as session:
         moved = await login_transactions.advance_login_transaction(
             session, id=transaction.id, expected_state=LoginState.AUTHENTICATED.value,
-            changes={"state": LoginState.COMPLETED.value},
+            changes={"state": (LoginState.FAILED if denied else LoginState.COMPLETED).value},
         )
         if not moved:
             raise _expired()
-        await users.record_login(session, user_id=result.user_id, ip=context.ip)
+        details: dict = {"prompt": request.prompt, "sid": sso.sid}
+        if run.ran:
+            await rule_store.insert_rule_execution(
+                session, **run.execution_values(protocol=request.protocol, client_id=client.client_id, user_id=user.user_id)
+            )
+            details["rules_execution_id"] = run.execution_id
         await record_event(
-            session, EventType.SUCCESS_LOGIN, description="Successful login", user_id=result.user_id,
-            client_id=request.client_id, client_name=client.name if client else None, ip=context.ip,
-            user_agent=context.user_agent, details={"prompt": request.prompt, "sid": sso.sid},
+            session, EventType.FAILED_LOGIN if denied else EventType.SUCCESS_LOGIN,
+            description=outcome.description if denied else "Successful login", user_id=user.user_id,
+            user_name=user.email or user.username, client_id=client.client_id, client_name=client.name,
+            connection=user.connection, ip=context.ip, user_agent=context.user_agent, details=details,
         )
-    return request, result
+    return request, outcome
 
 
 def grant_scopes(requested: list[str], api: ResourceServer | None) -> list[str]:

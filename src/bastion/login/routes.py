@@ -153,7 +153,7 @@ class LoginRoutes:
         transaction = await authenticate(self.services, transaction, user=user, sso=sso)
         login_request, result = await complete_login(
             self.services, transaction, sso=sso,
-            context=LoginContext(ip=client_ip(request), user_agent=request.headers.get("user-agent")),
+            context=LoginContext(ip=client_ip(request), user_agent=request.headers.get("user-agent"), hostname=request.url.hostname or ""),
         )
         response = await self.responders[login_request.protocol](self.services, login_request, result)
         set_cookie(response, self.services, SESSION_COOKIE, cookie, max_age=self.services.settings.session_lifetime)

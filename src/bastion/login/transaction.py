@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["LoginState", "AuthorizationRequest", "LoginResult", "OIDC_SCOPES"]
+__all__ = ["LoginState", "AuthorizationRequest", "LoginResult", "LoginDenial", "OIDC_SCOPES"]
 
 OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
 
@@ -49,6 +49,7 @@ class AuthorizationRequest:
     connection: str | None = None
     login_hint: str | None = None
     protocol: str = "oidc-basic-profile"
+    query: dict[str, str] = field(default_factory=dict)  # the raw request parameters, shown to rules
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +75,8 @@ class LoginResult:
     id_token_claims: dict[str, Any] = field(default_factory=dict)
     access_token_claims: dict[str, Any] = field(default_factory=dict)
     jti: str | None = None
+    profile: dict[str, Any] | None = None  # standard claims from the rules' final user
+    methods: list[list] = field(default_factory=list)  # [name, timestamp ms] of each authentication method
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +84,14 @@ class LoginResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LoginResult:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class LoginDenial:
+    """The login ends without tokens: the application receives `error` and `description`."""
+
+    error: str
+    description: str
 
 
 def epoch(moment: datetime) -> int:

@@ -62,6 +62,7 @@ async def validate_authorization_request(params: Mapping[str, str], tenant: Tena
         acr_values=params.get("acr_values") or None,
         connection=params.get("connection") or None,
         login_hint=params.get("login_hint") or None,
+        query={k: v[:2048] for k, v in list(params.items())[:64]},
     )
 
 

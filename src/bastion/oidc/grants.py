@@ -20,12 +20,16 @@ from bastion.errors import OAuthError
 from bastion.events import EventType, record_event
 from bastion.login.credentials import LoginFailure, authenticate_password
 from bastion.login.pipeline import LoginContext, grant_scopes
-from bastion.login.transaction import LoginResult
+from bastion.login.rules_step import apply_rules, run_login_rules
+from bastion.login.transaction import LoginDenial, LoginResult
+from bastion.rules.context import RequestInfo
+from bastion.rules.engine import RuleRun
 from bastion.oidc.client_auth import AuthenticatedClient
 from bastion.oidc.tokens import TokenIssuer
 from bastion.security.handles import digest, new_handle, new_id
 from bastion.services import Services
 from bastion.storage import authorization_codes, refresh_tokens
+from bastion.storage import rules as rule_store
 from bastion.storage import users as user_store
 from bastion.storage.records import Client, ResourceServer, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
@@ -129,14 +133,16 @@ class TokenGrants:
             raise _invalid_grant("Unknown or invalid refresh token.")
         user = await self._live_user(result.user_id)
         api = await self._services.tenant.resource_server(result.audience) if result.audience else None
+        base = replace(result, scopes=requested) if requested else result
+        result, run = await self._run_rules("oauth2-refresh-token", client, user, base, params, context)
         response = await self._issue(
-            client, user, result, api, family_id=token.family_id, scopes=requested or None,
-            family_expires_at=token.expires_at,
+            client, user, result, api, family_id=token.family_id, family_expires_at=token.expires_at,
+            refresh_grant=LoginResult.from_json(token.grant),  # RFC 6749 §6: the refresh token keeps its scope
         )
         async with self._services.database.transaction() as session:
-            await record_event(
-                session, EventType.SUCCESS_REFRESH_EXCHANGE, description="Refresh Token for Access Token",
-                client_id=client.client_id, client_name=client.name, user_id=user.user_id, ip=context.ip,
+            await self._record_success(
+                session, run, EventType.SUCCESS_REFRESH_EXCHANGE, "Refresh Token for Access Token", client, user,
+                context, protocol="oauth2-refresh-token",
             )
         return response
 
@@ -192,25 +198,68 @@ class TokenGrants:
             )
         except LoginFailure as failure:
             raise _password_failure(failure) from None
-        result = LoginResult(
+        now = time.time()
+        base = LoginResult(
             user_id=user.user_id,
             client_id=client.client_id,
             scopes=grant_scopes(params.get("scope", "").split(), api),
             audience=audience,
-            auth_time=int(time.time()),
+            auth_time=int(now),
             amr=["pwd"],
+            methods=[["pwd", int(now * 1000)]],
         )
+        async with self._services.database.transaction() as session:
+            await user_store.record_login(session, user_id=user.user_id, ip=context.ip)  # rules see this login counted
+            user = await user_store.get_user(session, user_id=user.user_id) or user
+        result, run = await self._run_rules("oauth2-resource-owner", client, user, base, params, context)
         response = await self._issue(client, user, result, api, family_id=new_id("rtf_", 24), gty="password")
         async with self._services.database.transaction() as session:
-            await user_store.record_login(session, user_id=user.user_id, ip=context.ip)
-            await record_event(
-                session, EventType.SUCCESS_PASSWORD_EXCHANGE, description="Password for Access Token",
-                client_id=client.client_id, client_name=client.name, user_id=user.user_id, ip=context.ip,
-                connection=connection_name, user_agent=context.user_agent,
+            await self._record_success(
+                session, run, EventType.SUCCESS_PASSWORD_EXCHANGE, "Password for Access Token", client, user,
+                context, protocol="oauth2-resource-owner",
             )
         return response
 
     # -- shared ------------------------------------------------------------
+
+    async def _run_rules(
+        self, protocol: str, client: Client, user: User, base: LoginResult, params: dict[str, str], context: LoginContext
+    ) -> tuple[LoginResult, RuleRun]:
+        """The login rules of a back-channel grant; a denial becomes the OAuth error (logged as `f`)."""
+        run = await run_login_rules(
+            self._services, protocol=protocol, client=client, user=user, connection_name=user.connection,
+            request=RequestInfo(ip=context.ip, user_agent=context.user_agent, hostname=context.hostname, body=params),
+            result=base,
+        )
+        outcome = apply_rules(self._services, run, base)
+        if isinstance(outcome, LoginDenial):
+            async with self._services.database.transaction() as session:
+                execution = await self._record_execution(session, run, protocol, client, user)
+                await record_event(
+                    session, EventType.FAILED_LOGIN, description=outcome.description, client_id=client.client_id,
+                    client_name=client.name, user_id=user.user_id, user_name=user.email, ip=context.ip,
+                    connection=user.connection, user_agent=context.user_agent, details=execution,
+                )
+            raise OAuthError(outcome.error, outcome.description, 401 if outcome.error == "unauthorized" else 403)
+        return outcome, run
+
+    async def _record_execution(self, session, run: RuleRun, protocol: str, client: Client, user: User) -> dict[str, Any]:
+        if not run.ran:
+            return {}
+        await rule_store.insert_rule_execution(
+            session, **run.execution_values(protocol=protocol, client_id=client.client_id, user_id=user.user_id)
+        )
+        return {"rules_execution_id": run.execution_id}
+
+    async def _record_success(
+        self, session, run: RuleRun, event: str, description: str, client: Client, user: User, context: LoginContext, *, protocol: str
+    ) -> None:
+        details = await self._record_execution(session, run, protocol, client, user)
+        await record_event(
+            session, event, description=description, client_id=client.client_id, client_name=client.name,
+            user_id=user.user_id, user_name=user.email, ip=context.ip, connection=user.connection,
+            user_agent=context.user_agent, details=details,
+        )
 
     async def _live_user(self, user_id: str) -> User:
         async with self._services.database.reader() as session:
@@ -229,21 +278,21 @@ class TokenGrants:
         api: ResourceServer | None,
         *,
         family_id: str,
-        scopes: list[str] | None = None,
         gty: str | None = None,
         family_expires_at: datetime | None = None,
+        refresh_grant: LoginResult | None = None,
     ) -> dict[str, Any]:
         """Access token, ID token (with `openid`) and a refresh token (with `offline_access`, where allowed)."""
-        scopes = scopes or result.scopes
+        scopes = result.scopes
         access_token, expires_in = await self._issuer.access_token(
             client=client, subject=user.user_id, scopes=scopes, api=api,
             extra_claims=result.access_token_claims, gty=gty, jti=result.jti,
         )
         response: dict[str, Any] = {"access_token": access_token}
         if "openid" in scopes:
-            released = result if scopes == result.scopes else replace(result, scopes=scopes)
-            response["id_token"] = await self._issuer.id_token(client=client, user=user, result=released)
-        if _refresh_allowed(client, api, result.scopes):
+            response["id_token"] = await self._issuer.id_token(client=client, user=user, result=result)
+        refresh_grant = refresh_grant or result
+        if _refresh_allowed(client, api, refresh_grant.scopes):
             token = new_handle(48)
             expires_at = family_expires_at or datetime.now(timezone.utc) + timedelta(
                 seconds=self._services.settings.refresh_token_lifetime
@@ -251,7 +300,7 @@ class TokenGrants:
             async with self._services.database.transaction() as session:
                 await refresh_tokens.insert_refresh_token(
                     session, token_digest=digest(token), family_id=family_id, client_id=client.client_id,
-                    user_id=user.user_id, grant=result.to_json(), expires_at=expires_at,
+                    user_id=user.user_id, grant=refresh_grant.to_json(), expires_at=expires_at,
                 )
             response["refresh_token"] = token
         response.update({"scope": " ".join(scopes), "expires_in": expires_in, "token_type": "Bearer"})

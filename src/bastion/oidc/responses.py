@@ -7,7 +7,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.responses import RedirectResponse, Response
 
-from bastion.login.transaction import AuthorizationRequest, LoginResult
+from bastion.login.transaction import AuthorizationRequest, LoginDenial, LoginResult
 from bastion.pages import Pages
 from bastion.security.handles import digest, new_handle
 from bastion.services import Services
@@ -64,7 +64,12 @@ class OidcResponder:
     def __init__(self, pages: Pages):
         self._pages = pages
 
-    async def __call__(self, services: Services, request: AuthorizationRequest, result: LoginResult) -> Response:
+    async def __call__(self, services: Services, request: AuthorizationRequest, result: LoginResult | LoginDenial) -> Response:
+        if isinstance(result, LoginDenial):
+            return redirect_to_client(
+                self._pages, redirect_uri=request.redirect_uri, response_mode=request.response_mode,
+                params={"error": result.error, "error_description": result.description, "state": request.state},
+            )
         code = await issue_authorization_code(services, request, result)
         return redirect_to_client(
             self._pages,

@@ -29,7 +29,7 @@ from bastion.oidc.authorize import RedirectError, validate_authorization_request
 from bastion.oidc.client_auth import authenticate_client
 from bastion.oidc.grants import PASSWORD_REALM_GRANT, TokenGrants
 from bastion.oidc.responses import OidcResponder, redirect_to_client
-from bastion.oidc.tokens import TokenIssuer, profile_claims
+from bastion.oidc.tokens import TokenIssuer, profile_claims, user_profile
 from bastion.pages import Pages
 from bastion.security.handles import digest
 from bastion.services import Services
@@ -138,7 +138,7 @@ class OidcRoutes:
             user = await user_store.get_user(session, user_id=str(claims.get("sub")))
         if user is None:
             return _bearer_error("invalid_token", "The user no longer exists", 401)
-        return json_response({"sub": user.user_id, **profile_claims(user, scopes)})
+        return json_response({"sub": user.user_id, **profile_claims(user_profile(user), scopes)})
 
     # -- revocation ---------------------------------------------------------
 
@@ -238,7 +238,7 @@ class OidcRoutes:
 
 
 def _context(request: Request) -> LoginContext:
-    return LoginContext(ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+    return LoginContext(ip=client_ip(request), user_agent=request.headers.get("user-agent"), hostname=request.url.hostname or "")
 
 
 def _bearer_error(error: str, description: str, status: int) -> Response:

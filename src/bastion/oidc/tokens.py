@@ -7,32 +7,35 @@ from typing import Any
 
 from bastion.keys.keyring import Keyring
 from bastion.login.transaction import LoginResult
+from bastion.rules.outcome import RESERVED_CLAIMS
 from bastion.security.handles import new_handle
 from bastion.settings import Settings
 from bastion.storage.records import Client, ResourceServer, User
 
-__all__ = ["RESERVED_CLAIMS", "TokenIssuer", "profile_claims"]
-
-RESERVED_CLAIMS = frozenset(
-    {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "azp", "nonce", "auth_time", "at_hash", "c_hash", "acr", "amr", "sid", "scope", "gty", "permissions"}
-)
+__all__ = ["TokenIssuer", "profile_claims", "user_profile"]
 
 
-def profile_claims(user: User, scopes: list[str]) -> dict[str, Any]:
-    """Standard claims (OIDC Core §5.4) released by the granted scopes, from the current profile."""
+
+def user_profile(user: User) -> dict[str, Any]:
+    """The stored profile's standard fields (the same names rules see on `user`)."""
+    profile = {key: getattr(user, key) for key in ("name", "nickname", "picture", "given_name", "family_name", "email", "email_verified", "phone_number", "phone_verified")}
+    profile["updated_at"] = user.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return profile
+
+
+def profile_claims(profile: dict[str, Any], scopes: list[str]) -> dict[str, Any]:
+    """Standard claims (OIDC Core §5.4) released by the granted scopes."""
     claims: dict[str, Any] = {}
     if "profile" in scopes:
-        for key in ("name", "nickname", "picture", "given_name", "family_name"):
-            value = getattr(user, key)
-            if value is not None:
-                claims[key] = value
-        claims["updated_at"] = user.updated_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if "email" in scopes and user.email:
-        claims["email"] = user.email
-        claims["email_verified"] = user.email_verified
-    if "phone" in scopes and user.phone_number:
-        claims["phone_number"] = user.phone_number
-        claims["phone_number_verified"] = user.phone_verified
+        for key in ("name", "nickname", "picture", "given_name", "family_name", "updated_at"):
+            if profile.get(key) is not None:
+                claims[key] = profile[key]
+    if "email" in scopes and profile.get("email"):
+        claims["email"] = profile["email"]
+        claims["email_verified"] = bool(profile.get("email_verified"))
+    if "phone" in scopes and profile.get("phone_number"):
+        claims["phone_number"] = profile["phone_number"]
+        claims["phone_number_verified"] = bool(profile.get("phone_verified"))
     return claims
 
 
@@ -82,9 +85,10 @@ class TokenIssuer:
 
     async def id_token(self, *, client: Client, user: User, result: LoginResult) -> str:
         now = int(time.time())
+        profile = {**user_profile(user), **(result.profile or {})}  # the rules' final user wins
         claims: dict[str, Any] = {
+            **profile_claims(profile, result.scopes),
             **_custom(result.id_token_claims),
-            **profile_claims(user, result.scopes),
             "iss": self._issuer,
             "sub": user.user_id,
             "aud": client.client_id,

@@ -20,6 +20,8 @@ __all__ = [
     "SsoSession",
     "LoginTransactionRecord",
     "LogEvent",
+    "Rule",
+    "RuleExecution",
 ]
 
 R = TypeVar("R")
@@ -209,3 +211,31 @@ class LogEvent:
     user_name: str | None
     connection: str | None
     details: dict
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    script: str
+    order: int
+    enabled: bool
+    stage: str
+    language: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RuleExecution:
+    id: str
+    created_at: datetime
+    protocol: str
+    client_id: str | None
+    user_id: str | None
+    outcome: str
+    duration_ms: float
+    dry_run: bool
+    rules: list
+    effects: list
+    error: str | None

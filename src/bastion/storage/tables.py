@@ -228,3 +228,39 @@ class LogEventRow(Base):
     user_name: Mapped[str | None] = mapped_column(Text)
     connection: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(default=dict)
+
+
+class RuleRow(Base):
+    __tablename__ = "rules"
+    __table_args__ = (UniqueConstraint("stage", "order", name="uq_rules_stage_order"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    script: Mapped[str] = mapped_column(Text)
+    order: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    stage: Mapped[str] = mapped_column(String(32), default="login_success")
+    language: Mapped[str] = mapped_column(String(16), default="python")
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RuleConfigRow(Base):
+    __tablename__ = "rule_configs"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value_sealed: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class RuleExecutionRow(Base):
+    __tablename__ = "rule_executions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    protocol: Mapped[str] = mapped_column(String(64))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | denied | error | timeout
+    duration_ms: Mapped[float]
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    rules: Mapped[list] = mapped_column(default=list)
+    effects: Mapped[list] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -1,5 +1,6 @@
 """A short-lived, per-process cache of what every token request reads: clients,
-APIs (resource servers), client grants and connections.
+APIs (resource servers), client grants, connections, the enabled rules and the
+rules' configuration values.
 
 Entries live `ttl` seconds (BASTION_CACHE_TTL, default 5 s), so a change made on
 another server process is seen within that time; changes made through this
@@ -12,18 +13,22 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bastion.storage import clients, connections, resource_servers
+from bastion.security.sealing import Sealer
+from bastion.storage import clients, connections, resource_servers, rules
 from bastion.storage.database import Database
-from bastion.storage.records import Client, ClientGrant, Connection, ResourceServer
+from bastion.storage.records import Client, ClientGrant, Connection, ResourceServer, Rule
 
-__all__ = ["TenantCache"]
+__all__ = ["TenantCache", "RULE_CONFIG_PURPOSE"]
+
+RULE_CONFIG_PURPOSE = "rule-config"
 
 _MISSING = object()
 
 
 class TenantCache:
-    def __init__(self, database: Database, *, ttl: float):
+    def __init__(self, database: Database, sealer: Sealer, *, ttl: float):
         self._database = database
+        self._sealer = sealer
         self._ttl = ttl
         self._entries: dict[tuple, tuple[float, Any]] = {}
 
@@ -58,3 +63,15 @@ class TenantCache:
 
     async def connection(self, name: str) -> Connection | None:
         return await self._get(("connection", name), lambda s: connections.find_connection(s, name=name))
+
+    async def enabled_rules(self, stage: str = "login_success") -> list[Rule]:
+        return await self._get(("rules", stage), lambda s: rules.enabled_rules(s, stage=stage))
+
+    async def rule_configuration(self) -> dict[str, str]:
+        """The rules' configuration values, unsealed."""
+
+        async def load(session) -> dict[str, str]:
+            sealed = await rules.rule_config_values(session)
+            return {key: self._sealer.open(value, purpose=RULE_CONFIG_PURPOSE).decode() for key, value in sealed.items()}
+
+        return await self._get(("rule-configuration",), load)

@@ -1,0 +1,61 @@
+"""The rules step of every login: build the rule input, run the engine, turn its answer
+into a LoginResult or a LoginDenial. Shared by the browser login and the password and
+refresh-token grants, so each protocol sees the same rules behave the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bastion.login.transaction import LoginDenial, LoginResult
+from bastion.rules.context import RequestInfo, rule_context, rule_user
+from bastion.rules.engine import GENERIC_DENIAL, RuleRun
+from bastion.services import Services
+from bastion.storage.records import Client, User
+
+__all__ = ["run_login_rules", "apply_rules"]
+
+
+async def run_login_rules(
+    services: Services,
+    *,
+    protocol: str,
+    client: Client,
+    user: User,
+    connection_name: str | None,
+    request: RequestInfo,
+    result: LoginResult,
+) -> RuleRun:
+    connection = await services.tenant.connection(connection_name) if connection_name else None
+    context = rule_context(
+        issuer=services.settings.issuer,
+        protocol=protocol,
+        client=client,
+        connection=connection,
+        request=request,
+        user=user,
+        session_id=result.sid,
+        methods=[(m[0], m[1]) for m in result.methods],
+        audience=result.audience,
+    )
+    return await services.rules.run(user=rule_user(user), context=context)
+
+
+def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> LoginResult | LoginDenial:
+    """What the login grants after its rules, or why it does not."""
+    if run.status == "denied":
+        return LoginDenial(services.settings.rules_unauthorized_error, run.message or "Access denied.")
+    if run.status != "ok" or run.outcome is None:
+        return LoginDenial("access_denied", GENERIC_DENIAL)
+    outcome = run.outcome
+    if outcome.redirect or outcome.multifactor:
+        # Until redirects and MFA are served, a rule that asks for them must not be ignored: fail closed.
+        return LoginDenial("access_denied", "A rule asked for a redirect or multifactor authentication, which this server does not offer yet.")
+    return replace(
+        result,
+        scopes=outcome.scopes if outcome.scopes is not None else result.scopes,
+        id_token_claims=outcome.id_token_claims,
+        access_token_claims=outcome.access_token_claims,
+        jti=outcome.jti,
+        profile=outcome.profile,
+    )

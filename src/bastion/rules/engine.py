@@ -1,0 +1,123 @@
+"""The rules engine: one call runs a login's enabled rules in a sandboxed worker and
+returns what they decided.
+
+    RulesEngine.run(protocol, user, context)  ->  RuleRun
+        status   ok | denied (UnauthorizedError) | error | timeout
+        outcome  claims, scopes, jti, profile (outcome.py), when ok
+        records  per rule: duration, outcome, captured output, error and traceback
+        effects  what `api` did (or, in a dry run, would have done)
+
+The caller stores the execution record (`execution_values`) in the same transaction
+as the login's log event, so a login costs no extra database round trip for it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.rules.effects import Effects
+from bastion.rules.outcome import RuleOutcome, outcome_from
+from bastion.rules.pool import RuleTimeout, RuleWorkerCrash, RuleWorkerPool
+from bastion.security.handles import new_id
+from bastion.services import Services
+from bastion.storage.records import Rule
+
+__all__ = ["RuleRun", "RulesEngine"]
+
+GENERIC_DENIAL = "The login was stopped by a rule error. The administrator can find the details in the logs."
+
+
+@dataclass
+class RuleRun:
+    status: str  # ok | denied | error | timeout
+    user: dict[str, Any]
+    context: dict[str, Any]
+    outcome: RuleOutcome | None = None
+    message: str | None = None  # the UnauthorizedError message, or the error summary
+    records: list[dict[str, Any]] = field(default_factory=list)
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    duration_ms: float = 0.0
+    dry_run: bool = False
+    execution_id: str | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.execution_id is not None
+
+    def execution_values(self, *, protocol: str, client_id: str | None, user_id: str | None) -> dict[str, Any]:
+        """The columns of this run's execution record."""
+        warnings = self.outcome.warnings if self.outcome else []
+        return {
+            "id": self.execution_id,
+            "protocol": protocol,
+            "client_id": client_id,
+            "user_id": user_id,
+            "outcome": self.status,
+            "duration_ms": self.duration_ms,
+            "dry_run": self.dry_run,
+            "rules": self.records + ([{"warnings": warnings}] if warnings else []),
+            "effects": self.effects,
+            "error": self.message if self.status in ("error", "timeout") else None,
+        }
+
+
+class RulesEngine:
+    def __init__(self, services: Services):
+        self._services = services
+        settings = services.settings
+        self.pool = RuleWorkerPool(
+            size=settings.rules_workers,
+            memory_mb=settings.rules_memory_mb,
+            cpu_seconds=settings.rules_cpu_seconds,
+            jobs_per_worker=settings.rules_jobs_per_worker,
+        )
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def run(
+        self,
+        *,
+        user: dict[str, Any],
+        context: dict[str, Any],
+        rules: list[Rule] | None = None,
+        dry_run: bool = False,
+    ) -> RuleRun:
+        """Run `rules` (default: the enabled login rules) on `user` and `context`."""
+        if rules is None:
+            rules = await self._services.tenant.enabled_rules()
+        rules = [r for r in rules if r.language == "python"]
+        if not rules:
+            return RuleRun(status="ok", user=user, context=context, outcome=outcome_from(user, context))
+        effects = Effects(
+            self._services, user_id=user.get("user_id"), dry_run=dry_run,
+            user_metadata={"app_metadata": dict(user.get("app_metadata") or {}), "user_metadata": dict(user.get("user_metadata") or {})},
+        )
+        job = {
+            "rules": [{"id": r.id, "name": r.name, "script": r.script} for r in rules],
+            "user": user,
+            "context": context,
+            "configuration": await self._services.tenant.rule_configuration(),
+        }
+        started = time.perf_counter()
+        run = RuleRun(status="ok", user=user, context=context, dry_run=dry_run, execution_id=new_id("exe_", 20))
+        try:
+            result = await self.pool.run(job, effects, timeout=self._services.settings.rules_timeout)
+        except RuleTimeout as error:
+            run.status, run.message = "timeout", str(error)
+        except RuleWorkerCrash as error:
+            run.status, run.message = "error", str(error)
+        else:
+            run.user, run.context, run.records = result["user"], result["context"], result["records"]
+            last = run.records[-1] if run.records else {}
+            if last.get("outcome") == "unauthorized":
+                run.status, run.message = "denied", last.get("message") or "Access denied."
+            elif last.get("outcome") == "error":
+                run.status, run.message = "error", f"rule {last.get('name')!r} failed: {last.get('error')}"
+            else:
+                run.outcome = outcome_from(run.user, run.context)
+        run.effects = effects.performed
+        run.duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        return run
