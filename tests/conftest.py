@@ -187,8 +187,8 @@ def test_settings(database_url: str, tmp_path: Path, **overrides):
 test_settings.__test__ = False  # a helper, not a test
 
 
-async def _harness(url: str, tmp_path: Path) -> AsyncIterator[Bastion]:
-    settings = test_settings(url, tmp_path)
+async def _harness(url: str, tmp_path: Path, **overrides) -> AsyncIterator[Bastion]:
+    settings = test_settings(url, tmp_path, **overrides)
     services = build_services(settings)
     await prepare(services)
     app = create_app(settings, services)
@@ -210,4 +210,94 @@ async def bastion_sqlite(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Basti
         yield harness
 
 
-__all__ = ["Bastion", "form_field", "query_of", "seed_demo", "PASSWORD", "ISSUER"]
+@pytest.fixture
+async def bastion_with(tmp_path: Path):
+    """A factory: `async with bastion_with(rules_timeout=2) as b:` builds an app on a new SQLite database with other settings."""
+    from contextlib import asynccontextmanager
+    from itertools import count
+
+    numbers = count()
+
+    @asynccontextmanager
+    async def build(**overrides):
+        folder = tmp_path / f"app{next(numbers)}"
+        folder.mkdir()
+        async for harness in _harness(f"sqlite+aiosqlite:///{folder / 'bastion.db'}", folder, **overrides):
+            yield harness
+
+    return build
+
+
+class HttpPeer:
+    """A real HTTP server on loopback that records requests and answers what a test sets."""
+
+    def __init__(self):
+        import http.server
+        import json as jsonlib
+        import threading
+
+        peer = self
+        self.requests: list[dict] = []
+        self.responses: dict[str, tuple[int, object]] = {}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                try:
+                    parsed = jsonlib.loads(body) if body else None
+                except ValueError:
+                    parsed = None
+                path = self.path.split("?")[0]
+                peer.requests.append({"method": self.command, "path": path, "query": self.path.partition("?")[2],
+                                      "headers": dict(self.headers), "body": body, "json": parsed})
+                status, payload = peer.responses.get(path, (200, {}))
+                data = jsonlib.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def respond(self, path: str, status: int, payload: object) -> None:
+        self.responses[path] = (status, payload)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_peer():
+    peer = HttpPeer()
+    yield peer
+    peer.close()
+
+
+async def add_rule(bastion: Bastion, script: str, *, order: int | None = None, name: str | None = None, enabled: bool = True) -> str:
+    """Store a rule directly (the Management API has its own tests) and return its id."""
+    from bastion.security.handles import new_id
+    from bastion.storage import rules as rule_store
+
+    async with bastion.services.database.transaction() as session:
+        if order is None:
+            order = (await rule_store.max_rule_order(session, stage="login_success") or 0) + 1
+        rule = await rule_store.insert_rule(
+            session, id=new_id("rul_"), name=name or f"rule {order}", script=script, order=order, enabled=enabled,
+            stage="login_success", language="python",
+        )
+    bastion.services.tenant.invalidate()
+    return rule.id
+
+
+__all__ = ["Bastion", "form_field", "query_of", "seed_demo", "add_rule", "PASSWORD", "ISSUER"]

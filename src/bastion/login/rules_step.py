@@ -53,7 +53,7 @@ def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> LoginR
         return LoginDenial("access_denied", "A rule asked for a redirect or multifactor authentication, which this server does not offer yet.")
     return replace(
         result,
-        scopes=outcome.scopes if outcome.scopes is not None else result.scopes,
+        access_scopes=outcome.scopes,
         id_token_claims=outcome.id_token_claims,
         access_token_claims=outcome.access_token_claims,
         jti=outcome.jti,

@@ -75,8 +75,14 @@ class LoginResult:
     id_token_claims: dict[str, Any] = field(default_factory=dict)
     access_token_claims: dict[str, Any] = field(default_factory=dict)
     jti: str | None = None
+    access_scopes: list[str] | None = None  # the access token's scopes when a rule replaced them
     profile: dict[str, Any] | None = None  # standard claims from the rules' final user
     methods: list[list] = field(default_factory=list)  # [name, timestamp ms] of each authentication method
+
+    @property
+    def token_scopes(self) -> list[str]:
+        """The access token's scopes: the granted ones, unless a rule replaced them."""
+        return self.access_scopes if self.access_scopes is not None else self.scopes
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

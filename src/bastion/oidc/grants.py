@@ -133,7 +133,7 @@ class TokenGrants:
             raise _invalid_grant("Unknown or invalid refresh token.")
         user = await self._live_user(result.user_id)
         api = await self._services.tenant.resource_server(result.audience) if result.audience else None
-        base = replace(result, scopes=requested) if requested else result
+        base = replace(result, scopes=requested, access_scopes=None) if requested else replace(result, access_scopes=None)
         result, run = await self._run_rules("oauth2-refresh-token", client, user, base, params, context)
         response = await self._issue(
             client, user, result, api, family_id=token.family_id, family_expires_at=token.expires_at,
@@ -285,7 +285,7 @@ class TokenGrants:
         """Access token, ID token (with `openid`) and a refresh token (with `offline_access`, where allowed)."""
         scopes = result.scopes
         access_token, expires_in = await self._issuer.access_token(
-            client=client, subject=user.user_id, scopes=scopes, api=api,
+            client=client, subject=user.user_id, scopes=result.token_scopes, api=api,
             extra_claims=result.access_token_claims, gty=gty, jti=result.jti,
         )
         response: dict[str, Any] = {"access_token": access_token}
@@ -303,7 +303,7 @@ class TokenGrants:
                     user_id=user.user_id, grant=refresh_grant.to_json(), expires_at=expires_at,
                 )
             response["refresh_token"] = token
-        response.update({"scope": " ".join(scopes), "expires_in": expires_in, "token_type": "Bearer"})
+        response.update({"scope": " ".join(result.token_scopes), "expires_in": expires_in, "token_type": "Bearer"})
         return response
 
 
