@@ -112,9 +112,10 @@ class Bastion:
         assert response.status_code == 200, response.text
         return response.json()["access_token"]
 
-    async def management(self, method: str, path: str, **kwargs) -> httpx.Response:
+    async def management(self, method: str, path: str, *, headers: dict | None = None, **kwargs) -> httpx.Response:
         token = await self.management_token()
-        return await self.http.request(method, f"/api/v2{path}", headers={"Authorization": f"Bearer {token}"}, **kwargs)
+        headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+        return await self.http.request(method, f"/api/v2{path}", headers=headers, **kwargs)
 
     async def create_client(self, **fields) -> dict:
         body = {"name": "Test App", "app_type": "regular_web", "callbacks": ["https://app.test/callback"],

@@ -84,3 +84,24 @@ async def test_nul_characters_in_paths_and_queries_are_refused_on_every_database
     for url in (f"/authorize?client_id={client['client_id']}%00&response_type=code", "/u/login?state=abc%00def",
                 "/v2/logout?client_id=%00&returnTo=https://app.test/logged-out"):
         _clean(await bastion.http.get(url))
+
+
+async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(bastion_with):
+    for proxies, expected in (([], "203.0.113.7"), (["203.0.113.0/24"], "198.51.100.23")):
+        async with bastion_with(trusted_proxies=proxies) as bastion:
+            client = await bastion.create_client()
+            await bastion.create_user()
+            response = await bastion.http.post("/oauth/token", headers={"X-Forwarded-For": "198.51.100.23, 203.0.113.9"}, data={
+                "grant_type": "http://auth0.com/oauth/grant-type/password-realm", "realm": "Username-Password-Authentication",
+                "username": "alice@example.com", "password": "wrong", "client_id": client["client_id"], "client_secret": client["client_secret"]})
+            assert response.status_code == 403
+            logs = (await bastion.management("GET", "/logs?q=type:fp")).json()
+            assert logs[0]["ip"] == expected
+
+
+async def test_unstorable_text_in_management_bodies_is_a_400_on_every_database(bastion):
+    for body in ('{"name": "a\\u0000b"}', '{"name": "x", "description": "\\ud800"}', '{"name": "x", "client_metadata": {"\\u0000": "v"}}'):
+        response = await bastion.management("POST", "/clients", content=body.encode(), headers={"Content-Type": "application/json"})
+        assert response.status_code == 400 and response.json()["errorCode"] == "invalid_body", body
+    fine = await bastion.management("POST", "/clients", content='{"name": "emoji \\ud83d\\ude00"}'.encode(), headers={"Content-Type": "application/json"})
+    assert fine.status_code == 201 and fine.json()["name"] == "emoji \U0001F600"

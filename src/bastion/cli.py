@@ -215,5 +215,235 @@ def keys_rotate(alg: str | None) -> None:
     click.echo(f"new signing key {kid}")
 
 
+# -- rules ----------------------------------------------------------------
+
+
+def _admin_errors(work: Callable[[Services], Awaitable[T]]) -> Callable[[Services], Awaitable[T]]:
+    """Show the shared rule administration's errors (Management API errors) as CLI errors."""
+    from bastion.errors import ManagementError
+
+    async def wrapped(services: Services) -> T:
+        try:
+            return await work(services)
+        except ManagementError as error:
+            raise click.ClickException(error.message) from None
+
+    return wrapped
+
+
+def _read_json_object(path: str, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"cannot read {what} from {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{path} must hold a JSON object ({what})")
+    return data
+
+
+def _rule_summary(rule) -> dict[str, Any]:
+    return {"id": rule.id, "name": rule.name, "order": rule.order, "enabled": rule.enabled, "stage": rule.stage}
+
+
+@main.group()
+def rules() -> None:
+    """Manage rules (Python, run on every login)."""
+
+
+@rules.command("list")
+def rules_list() -> None:
+    """List the rules: order, enabled, name, id."""
+    from bastion.storage import rules as rule_store
+
+    async def work(services: Services) -> list:
+        found, page = [], 0
+        async with services.database.reader() as session:
+            while True:
+                batch = await rule_store.list_rules(session, page=page, per_page=100)
+                found += batch.items
+                if not batch.items or len(found) >= batch.total:
+                    return found
+                page += 1
+
+    found = _run(work)
+    if not found:
+        click.echo("no rules")
+        return
+    stages = {r.stage for r in found} != {"login_success"}
+    rows = [("ORDER", "ENABLED", "NAME", "ID") + (("STAGE",) if stages else ())]
+    rows += [(str(r.order), "yes" if r.enabled else "no", r.name, r.id) + ((r.stage,) if stages else ()) for r in found]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@rules.command("add")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--order", type=int, default=None, help="Position in the pipeline (default: after the last rule).")
+@click.option("--name", default=None, help="Default: the file name without its suffix ('_' and '.' become '-').")
+@click.option("--disabled", is_flag=True, help="Store the rule disabled.")
+def rules_add(file: str, order: int | None, name: str | None, disabled: bool) -> None:
+    """Add the Python rule in FILE; its script is checked first (errors name their line)."""
+    from bastion.rules import admin
+
+    path = Path(file)
+    try:
+        script = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise click.ClickException(f"cannot read {file}: {error}") from None
+    name = name or path.stem.replace("_", "-").replace(".", "-")
+
+    async def work(services: Services) -> dict[str, Any]:
+        async with services.database.transaction() as session:
+            rule = await admin.create_rule(session, name=name, script=script, order=order, enabled=not disabled)
+        services.tenant.invalidate()
+        return _rule_summary(rule)
+
+    click.echo(json.dumps(_run(_admin_errors(work)), indent=2))
+
+
+def _set_enabled(rule_id: str, enabled: bool) -> None:
+    from bastion.rules import admin
+
+    async def work(services: Services):
+        async with services.database.transaction() as session:
+            rule = await admin.update_rule(session, rule_id, {"enabled": enabled})
+        services.tenant.invalidate()
+        return rule
+
+    rule = _run(_admin_errors(work))
+    state = "enabled" if rule.enabled else "disabled"
+    note = " (JavaScript rules never run: rewrite it in Python)" if enabled and not rule.enabled else ""
+    click.echo(f"rule {rule.id} ({rule.name}) is {state}{note}")
+
+
+@rules.command("enable")
+@click.argument("rule_id")
+def rules_enable(rule_id: str) -> None:
+    """Enable a rule."""
+    _set_enabled(rule_id, True)
+
+
+@rules.command("disable")
+@click.argument("rule_id")
+def rules_disable(rule_id: str) -> None:
+    """Disable a rule."""
+    _set_enabled(rule_id, False)
+
+
+@rules.command("remove")
+@click.argument("rule_id")
+def rules_remove(rule_id: str) -> None:
+    """Delete a rule."""
+    from bastion.rules import admin
+
+    async def work(services: Services) -> None:
+        async with services.database.transaction() as session:
+            await admin.delete_rule(session, rule_id)
+        services.tenant.invalidate()
+
+    _run(_admin_errors(work))
+    click.echo(f"rule {rule_id} removed")
+
+
+@rules.command("try")
+@click.argument("rule_id", required=False)
+@click.option("--user-id", default=None, help="A stored user.")
+@click.option("--user-json", type=click.Path(dir_okay=False, exists=True), default=None, help="A file holding a user as JSON.")
+@click.option("--context-json", type=click.Path(dir_okay=False, exists=True), default=None, help="A file holding context fields (JSON) to merge over the default context.")
+@click.option("--client-id", default=None, help="Build the context for this stored client (default: a synthetic one).")
+@click.option("--perform", is_flag=True, help="Carry out the effects (metadata updates, HTTP calls, email) instead of a dry run.")
+def rules_try(rule_id: str | None, user_id: str | None, user_json: str | None, context_json: str | None, client_id: str | None, perform: bool) -> None:
+    """Run RULE_ID (even if disabled), or the enabled pipeline, on a user; prints the outcome as JSON."""
+    from bastion.rules import admin
+
+    if (user_id is None) == (user_json is None):
+        raise click.UsageError("give exactly one of --user-id and --user-json")
+    user = _read_json_object(user_json, "a user") if user_json else None
+    context = _read_json_object(context_json, "context fields") if context_json else None
+
+    async def work(services: Services) -> dict[str, Any]:
+        return await admin.try_rules(
+            services, rule_id=rule_id, user_id=user_id, user=user, context=context, client_id=client_id, dry_run=not perform
+        )
+
+    click.echo(json.dumps(_run(_admin_errors(work)), indent=2, default=str))
+
+
+@rules.group("config")
+def rules_config() -> None:
+    """Rule configuration values (api.configuration)."""
+
+
+@rules_config.command("set")
+@click.argument("key")
+@click.argument("value")
+def rules_config_set(key: str, value: str) -> None:
+    """Set KEY to VALUE ('-' reads the value from standard input, keeping it out of the shell history)."""
+    from bastion.rules import admin
+
+    if value == "-":
+        value = sys.stdin.read().rstrip("\n")
+
+    async def work(services: Services) -> None:
+        async with services.database.transaction() as session:
+            await admin.set_rule_config(session, services.sealer, key=key, value=value)
+        services.tenant.invalidate()
+
+    _run(_admin_errors(work))
+    click.echo(f"rules config {key} set")
+
+
+@rules_config.command("remove")
+@click.argument("key")
+def rules_config_remove(key: str) -> None:
+    """Delete KEY."""
+    from bastion.rules import admin
+
+    async def work(services: Services) -> None:
+        async with services.database.transaction() as session:
+            await admin.delete_rule_config(session, key=key)
+        services.tenant.invalidate()
+
+    _run(_admin_errors(work))
+    click.echo(f"rules config {key} removed")
+
+
+# -- logs -----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many recent events.")
+@click.option("--execution", "execution_id", default=None, help="Show this rules execution record (details.rules_execution_id) as JSON.")
+def logs(limit: int, execution_id: str | None) -> None:
+    """Recent log events, newest first: date, type, description, user (and the rules execution id)."""
+    from bastion.rules.admin import execution_json
+    from bastion.storage import log_events
+    from bastion.storage import rules as rule_store
+
+    if execution_id:
+        async def one(services: Services):
+            async with services.database.reader() as session:
+                return await rule_store.get_rule_execution(session, id=execution_id)
+
+        execution = _run(one)
+        if execution is None:
+            raise click.ClickException(f"no rules execution {execution_id}")
+        click.echo(json.dumps(execution_json(execution), indent=2, default=str))
+        return
+
+    async def recent(services: Services):
+        async with services.database.reader() as session:
+            return (await log_events.list_log_events(session, page=0, per_page=limit)).items
+
+    for event in _run(recent):
+        date = event.date.isoformat(timespec="seconds").replace("+00:00", "Z")
+        user = event.user_name or event.user_id or "-"
+        line = f"{date}  {event.type:<7} {event.description or '-'}  {user}"
+        execution = (event.details or {}).get("rules_execution_id")
+        if execution:
+            line += f"  rules_execution={execution}"
+        click.echo(line)
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     login_transaction_lifetime: int = 3600
     brute_force_max_attempts: int = 10
     max_body_bytes: int = 64 * 1024
+    trusted_proxies: list[str] = Field(default_factory=list)
     cache_ttl: float = 5.0
     environment: Literal["development", "production"] = "development"
 

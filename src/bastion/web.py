@@ -3,6 +3,7 @@ and the request-size limit."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -17,7 +18,25 @@ __all__ = ["client_ip", "read_params", "read_form", "clean_params", "json_respon
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "0.0.0.0"
+    """The caller's address: the TCP peer, or, when the peer is a trusted proxy
+    (BASTION_TRUSTED_PROXIES), the right-most untrusted address of X-Forwarded-For."""
+    peer = request.client.host if request.client else "0.0.0.0"
+    proxies = getattr(request.app.state, "trusted_proxies", ())
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _trusted(address: str, proxies) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -149,7 +149,7 @@ async def complete_login(
         request=RequestInfo(ip=context.ip, user_agent=context.user_agent, hostname=context.hostname, query=request.query),
         result=base,
     )
-    outcome = apply_rules(services, run, base)
+    outcome = await apply_rules(services, run, base)
     denied = isinstance(outcome, LoginDenial)
     async with services.database.transaction() as session:
         moved = await login_transactions.advance_login_transaction(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bastion.login.transaction import LoginDenial, LoginResult
+from bastion.login.transaction import OIDC_SCOPES, LoginDenial, LoginResult
 from bastion.rules.context import RequestInfo, rule_context, rule_user
 from bastion.rules.engine import GENERIC_DENIAL, RuleRun
 from bastion.services import Services
@@ -41,7 +41,7 @@ async def run_login_rules(
     return await services.rules.run(user=rule_user(user), context=context)
 
 
-def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> LoginResult | LoginDenial:
+async def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> LoginResult | LoginDenial:
     """What the login grants after its rules, or why it does not."""
     if run.status == "denied":
         return LoginDenial(services.settings.rules_unauthorized_error, run.message or "Access denied.")
@@ -51,9 +51,18 @@ def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> LoginR
     if outcome.redirect or outcome.multifactor:
         # Until redirects and MFA are served, a rule that asks for them must not be ignored: fail closed.
         return LoginDenial("access_denied", "A rule asked for a redirect or multifactor authentication, which this server does not offer yet.")
+    scopes = outcome.scopes
+    if scopes is not None:
+        # A rule may narrow or widen the scopes, but only to scopes that exist: OIDC's and the API's.
+        api = await services.tenant.resource_server(result.audience) if result.audience else None
+        registered = set(OIDC_SCOPES) | (api.scope_values if api and not api.is_system else set())
+        dropped = [s for s in scopes if s not in registered]
+        if dropped:
+            outcome.warnings.append(f"scopes not registered on the API were not granted: {' '.join(dropped)}")
+            scopes = [s for s in scopes if s in registered]
     return replace(
         result,
-        access_scopes=outcome.scopes,
+        access_scopes=scopes,
         id_token_claims=outcome.id_token_claims,
         access_token_claims=outcome.access_token_claims,
         jti=outcome.jti,

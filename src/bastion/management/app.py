@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -10,12 +12,30 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.errors import ManagementError
-from bastion.management import clients, connections, logs, resource_servers, users
+from bastion.management import clients, connections, logs, resource_servers, rules, users
 from bastion.services import Services
 
 __all__ = ["create_management_app"]
 
 log = logging.getLogger("bastion.management")
+
+
+
+def _unstorable(value) -> bool:
+    """True when a JSON value holds text no database column can store: NUL or a lone surrogate."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
 
 
 def _error(error: ManagementError) -> JSONResponse:
@@ -36,15 +56,23 @@ def _validation_message(error: RequestValidationError) -> tuple[str, str]:
 def create_management_app(services: Services) -> FastAPI:
     app = FastAPI(title="Bastion Management API", version="2", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
     app.state.services = services
+    app.state.trusted_proxies = tuple(ipaddress.ip_network(p, strict=False) for p in services.settings.trusted_proxies)
 
     @app.middleware("http")
-    async def refuse_nul_characters(request: Request, call_next):
-        """No identifier contains NUL; PostgreSQL cannot even compare one."""
+    async def refuse_unstorable_text(request: Request, call_next):
+        """NUL characters and lone surrogates cannot be stored (PostgreSQL refuses them): a 400, not a 500."""
         if "\x00" in request.url.path or "%00" in request.url.query:
             return _error(ManagementError(400, "Path and query must not contain NUL characters", "invalid_query_string"))
+        if request.method in ("POST", "PUT", "PATCH"):
+            try:
+                parsed = json.loads(await request.body() or b"null")
+            except (ValueError, RecursionError):
+                parsed = None  # FastAPI answers the malformed body itself
+            if _unstorable(parsed):
+                return _error(ManagementError(400, "Payload validation error: text must not contain NUL characters or lone surrogates", "invalid_body"))
         return await call_next(request)
 
-    for module in (clients, resource_servers, connections, users, logs):
+    for module in (clients, resource_servers, connections, users, logs, rules):
         app.include_router(module.router)
 
     @app.exception_handler(ManagementError)

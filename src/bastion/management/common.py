@@ -7,6 +7,7 @@ from fastapi import Request
 from bastion.events import EventType, record_event
 from bastion.management.auth import Caller
 from bastion.services import Services
+from bastion.web import client_ip
 
 __all__ = ["services_of", "audit"]
 
@@ -22,7 +23,7 @@ async def audit(session, caller: Caller, description: str, request: Request, **d
         EventType.SUCCESS_API_OPERATION,
         description=description,
         client_id=caller.client_id,
-        ip=request.client.host if request.client else None,
+        ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),
         details={"request": {"method": request.method, "path": request.url.path}, **details},
     )

@@ -52,7 +52,7 @@ class RuleTry(_Body):
     user: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     client_id: str | None = Field(None, min_length=1)
-    rules: list[str] | None = None
+    rules: list[str] | None = Field(None, max_length=100)
     dry_run: bool = True
 
 

@@ -231,7 +231,7 @@ class TokenGrants:
             request=RequestInfo(ip=context.ip, user_agent=context.user_agent, hostname=context.hostname, body=params),
             result=base,
         )
-        outcome = apply_rules(self._services, run, base)
+        outcome = await apply_rules(self._services, run, base)
         if isinstance(outcome, LoginDenial):
             async with self._services.database.transaction() as session:
                 execution = await self._record_execution(session, run, protocol, client, user)

@@ -51,6 +51,7 @@ __all__ = [
     "set_rule_config",
     "delete_rule_config",
     "try_rules",
+    "try_answer",
     "TRY_USER_ID",
     "TRY_CLIENT_ID",
 ]
@@ -229,8 +230,7 @@ async def create_rule(
     check_rule_name(name)
     _check_script(script, language)
     if order is None:
-        highest = await rule_store.max_rule_order(session, stage=stage)
-        order = 0 if highest is None else highest + 1
+        order = (await rule_store.max_rule_order(session, stage=stage) or 0) + 1
     _check_order(order)
     await _check_conflicts(session, rule_id=None, name=name, stage=stage, order=order)
     enabled = (True if enabled is None else bool(enabled)) and language == "python"
@@ -305,7 +305,8 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def _sample_user(data: dict[str, Any]) -> dict[str, Any]:
     """A user given as JSON, with what every rule may read filled in."""
     user = dict(data)
-    user.setdefault("user_id", TRY_USER_ID)
+    if not user.get("user_id"):
+        user["user_id"] = TRY_USER_ID
     for key, default in (("app_metadata", {}), ("user_metadata", {}), ("identities", []), ("multifactor", [])):
         if user.get(key) is None:
             user[key] = default
@@ -364,8 +365,10 @@ def _sample_connection(name: str) -> Connection:
     )
 
 
-def try_answer(run: RuleRun) -> dict[str, Any]:
-    """What `try` shows: the run's outcome, the resulting user and context, per-rule records and effects."""
+def try_answer(run: RuleRun, *, dry_run: bool) -> dict[str, Any]:
+    """What `try` shows: the run's outcome, the resulting user and context, per-rule records and effects.
+
+    `dry_run` is what was asked: a run with no rule to run does not carry the flag."""
     outcome = run.outcome if run.status == "ok" else None
     return {
         "status": run.status,
@@ -382,7 +385,7 @@ def try_answer(run: RuleRun) -> dict[str, Any]:
         "records": run.records,
         "effects": run.effects,
         "duration_ms": run.duration_ms,
-        "dry_run": run.dry_run,
+        "dry_run": dry_run,
         "execution_id": run.execution_id,
     }
 
@@ -413,6 +416,7 @@ async def try_rules(
         raise _invalid("Payload validation error: 'Give exactly one of user_id and user'.")
     if context is not None and not isinstance(context, dict):
         raise _invalid("Payload validation error: 'Expected type object' on property context.")
+    _check_text([rule_id, user_id, client_id, *(rule_ids or [])], "body")
     _check_text(user, "user")
     _check_text(context, "context")
     async with services.database.reader() as session:
@@ -468,4 +472,4 @@ async def try_rules(
     elif record is not None:
         async with services.database.transaction() as session:
             await record(session, run)
-    return try_answer(run)
+    return try_answer(run, dry_run=dry_run)

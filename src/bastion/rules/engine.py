@@ -48,7 +48,6 @@ class RuleRun:
 
     def execution_values(self, *, protocol: str, client_id: str | None, user_id: str | None) -> dict[str, Any]:
         """The columns of this run's execution record."""
-        warnings = self.outcome.warnings if self.outcome else []
         return {
             "id": self.execution_id,
             "protocol": protocol,
@@ -57,8 +56,9 @@ class RuleRun:
             "outcome": self.status,
             "duration_ms": self.duration_ms,
             "dry_run": self.dry_run,
-            "rules": self.records + ([{"warnings": warnings}] if warnings else []),
+            "rules": self.records,
             "effects": self.effects,
+            "warnings": list(self.outcome.warnings) if self.outcome else [],
             "error": self.message if self.status in ("error", "timeout") else None,
         }
 
@@ -90,7 +90,7 @@ class RulesEngine:
             rules = await self._services.tenant.enabled_rules()
         rules = [r for r in rules if r.language == "python"]
         if not rules:
-            return RuleRun(status="ok", user=user, context=context, outcome=outcome_from(user, context))
+            return RuleRun(status="ok", user=user, context=context, outcome=outcome_from(user, context), dry_run=dry_run)
         effects = Effects(
             self._services, user_id=user.get("user_id"), dry_run=dry_run,
             user_metadata={"app_metadata": dict(user.get("app_metadata") or {}), "user_metadata": dict(user.get("user_metadata") or {})},

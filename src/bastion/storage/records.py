@@ -238,4 +238,5 @@ class RuleExecution:
     dry_run: bool
     rules: list
     effects: list
+    warnings: list
     error: str | None

@@ -263,4 +263,5 @@ class RuleExecutionRow(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     rules: Mapped[list] = mapped_column(default=list)
     effects: Mapped[list] = mapped_column(default=list)
+    warnings: Mapped[list] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)

@@ -33,6 +33,7 @@ def upgrade() -> None:
     sa.Column('dry_run', sa.Boolean(), nullable=False),
     sa.Column('rules', sa.JSON(), nullable=False),
     sa.Column('effects', sa.JSON(), nullable=False),
+    sa.Column('warnings', sa.JSON(), nullable=False),
     sa.Column('error', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
