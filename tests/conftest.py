@@ -179,10 +179,11 @@ class Bastion:
 
 
 def test_settings(database_url: str, tmp_path: Path, **overrides):
-    return load_settings(
+    values = dict(
         issuer=ISSUER, database_url=database_url, secret_key="test-master-key-" + "x" * 32, var_dir=tmp_path / "var",
-        bootstrap_client_id=MGMT_ID, bootstrap_client_secret=MGMT_SECRET, cache_ttl=0.0, **overrides,
+        bootstrap_client_id=MGMT_ID, bootstrap_client_secret=MGMT_SECRET, cache_ttl=0.0,
     )
+    return load_settings(**{**values, **overrides})
 
 
 test_settings.__test__ = False  # a helper, not a test
