@@ -407,3 +407,66 @@ async def test_the_sandbox_reports_what_it_enforces(bastion):
     await bastion.code_tokens(client)
     sandbox = bastion.services.rules.pool.sandbox
     assert sandbox == {"memory_mb": 512, "file_writes": False, "network_namespace": True, "uid": 65534, "seccomp": True}
+
+
+async def test_redirect_tokens_and_jwt_round_trip_and_refuse_tampering(bastion):
+    client = await bastion.create_client()
+    await bastion.create_user()
+    await add_rule(bastion, rule('''
+        def rule(user, context, api):
+            token = api.redirect.encode_token({"step": "consent"}, expires_in=60)
+            claims = api.redirect.validate_token(token)
+            tampered = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+            try:
+                api.redirect.validate_token(tampered)
+                refused = False
+            except Exception:
+                refused = True
+            signed = api.jwt.sign({"sub": user.user_id}, "a-shared-secret-of-32-characters!", expires_in=60)
+            context.id_token["https://example.com/redirect"] = [claims["step"], claims["sub"] == user.user_id, refused]
+            context.id_token["https://example.com/jwt"] = api.jwt.verify(signed, "a-shared-secret-of-32-characters!")["sub"]
+            try:
+                api.jwt.verify(signed, "another-secret-of-32-characters!!")
+            except ValueError:
+                context.id_token["https://example.com/jwt_refused"] = True
+    '''))
+    claims = await claims_of(bastion, (await bastion.code_tokens(client))["id_token"])
+    assert claims["https://example.com/redirect"] == ["consent", True, True]
+    assert claims["https://example.com/jwt"] == claims["sub"] and claims["https://example.com/jwt_refused"] is True
+
+
+async def test_rules_send_email_through_the_configured_smtp_server(bastion_with):
+    from aiosmtpd.controller import Controller
+
+    class Inbox:
+        def __init__(self):
+            self.messages = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.messages.append(envelope)
+            return "250 OK"
+
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        async with bastion_with(smtp_host="127.0.0.1", smtp_port=port) as bastion:
+            client = await bastion.create_client()
+            await bastion.create_user()
+            await add_rule(bastion, rule('''
+                async def rule(user, context, api):
+                    if user.logins_count == 1:
+                        await api.email.send(to=user.email, subject="Welcome!", text=f"Hello {user.email}")
+            '''))
+            await bastion.code_tokens(client)
+            assert [m.rcpt_tos for m in inbox.messages] == [["alice@example.com"]]
+            assert b"Subject: Welcome!" in inbox.messages[0].content
+            effects = (await _executions(bastion))[0].effects
+            assert effects == [{"type": "email", "to": "alice@example.com", "subject": "Welcome!", "performed": True}]
+    finally:
+        controller.stop()
