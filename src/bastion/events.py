@@ -35,5 +35,14 @@ class EventType:
     FAILED_API_OPERATION = "fapi"
 
 
-async def record_event(session: AsyncSession, type: str, *, description: str | None = None, **fields: Any) -> None:
+async def record_event(
+    session: AsyncSession, type: str, *, description: str | None = None, rules_execution: dict[str, Any] | None = None, **fields: Any
+) -> None:
+    """Log an event; a login's rules execution record (RuleRun.execution_values) travels inside it,
+    so recording rules costs no statement of its own."""
+    if rules_execution and rules_execution.get("id"):
+        details = dict(fields.pop("details", None) or {})
+        details["rules_execution_id"] = rules_execution["id"]
+        details["rules_execution"] = {k: v for k, v in rules_execution.items() if k != "id"}
+        fields.update(details=details, rules_execution_id=rules_execution["id"])
     await log_events.insert_log_event(session, type=type, description=description, **fields)

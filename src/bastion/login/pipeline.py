@@ -31,7 +31,6 @@ from bastion.rules.context import RequestInfo
 from bastion.security.handles import digest, new_handle
 from bastion.services import Services
 from bastion.storage import login_transactions, users
-from bastion.storage import rules as rule_store
 from bastion.storage.records import LoginTransactionRecord, ResourceServer, SsoSession, User
 
 __all__ = [
@@ -158,17 +157,13 @@ async def complete_login(
         )
         if not moved:
             raise _expired()
-        details: dict = {"prompt": request.prompt, "sid": sso.sid}
-        if run.ran:
-            await rule_store.insert_rule_execution(
-                session, **run.execution_values(protocol=request.protocol, client_id=client.client_id, user_id=user.user_id)
-            )
-            details["rules_execution_id"] = run.execution_id
+        execution = run.execution_values(protocol=request.protocol, client_id=client.client_id, user_id=user.user_id) if run.ran else None
         await record_event(
             session, EventType.FAILED_LOGIN if denied else EventType.SUCCESS_LOGIN,
             description=outcome.description if denied else "Successful login", user_id=user.user_id,
             user_name=user.email or user.username, client_id=client.client_id, client_name=client.name,
-            connection=user.connection, ip=context.ip, user_agent=context.user_agent, details=details,
+            connection=user.connection, ip=context.ip, user_agent=context.user_agent,
+            details={"prompt": request.prompt, "sid": sso.sid}, rules_execution=execution,
         )
     return request, outcome
 

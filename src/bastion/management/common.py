@@ -16,12 +16,13 @@ def services_of(request: Request) -> Services:
     return request.app.state.services
 
 
-async def audit(session, caller: Caller, description: str, request: Request, **details) -> None:
+async def audit(session, caller: Caller, description: str, request: Request, *, rules_execution: dict | None = None, **details) -> None:
     """Log a successful Management API operation (Auth0's `sapi`)."""
     await record_event(
         session,
         EventType.SUCCESS_API_OPERATION,
         description=description,
+        rules_execution=rules_execution,
         client_id=caller.client_id,
         ip=client_ip(request),
         user_agent=request.headers.get("user-agent"),

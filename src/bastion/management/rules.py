@@ -127,10 +127,9 @@ async def delete_rule(request: Request, rule_id: str, caller: Caller = Depends(r
 async def _try(request: Request, caller: Caller, body: RuleTry, *, rule_id: str | None) -> dict:
     services = services_of(request)
 
-    async def record(session, run) -> None:
-        details = {"rules_execution_id": run.execution_id} if run.ran else {}
-        await audit(session, caller, "Try rules", request, **({"rule_id": rule_id} if rule_id else {}),
-                    dry_run=body.dry_run, **details)
+    async def record(session, run, execution) -> None:
+        await audit(session, caller, "Try rules", request, rules_execution=execution,
+                    **({"rule_id": rule_id} if rule_id else {}), dry_run=body.dry_run)
 
     return await admin.try_rules(
         services, rule_id=rule_id, rule_ids=None if rule_id else body.rules, user_id=body.user_id, user=body.user,

@@ -29,7 +29,6 @@ from bastion.oidc.tokens import TokenIssuer
 from bastion.security.handles import digest, new_handle, new_id
 from bastion.services import Services
 from bastion.storage import authorization_codes, refresh_tokens
-from bastion.storage import rules as rule_store
 from bastion.storage import users as user_store
 from bastion.storage.records import Client, ResourceServer, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
@@ -234,31 +233,22 @@ class TokenGrants:
         outcome = await apply_rules(self._services, run, base)
         if isinstance(outcome, LoginDenial):
             async with self._services.database.transaction() as session:
-                execution = await self._record_execution(session, run, protocol, client, user)
                 await record_event(
                     session, EventType.FAILED_LOGIN, description=outcome.description, client_id=client.client_id,
                     client_name=client.name, user_id=user.user_id, user_name=user.email, ip=context.ip,
-                    connection=user.connection, user_agent=context.user_agent, details=execution,
+                    connection=user.connection, user_agent=context.user_agent,
+                    rules_execution=_execution(run, protocol, client, user),
                 )
             raise OAuthError(outcome.error, outcome.description, 401 if outcome.error == "unauthorized" else 403)
         return outcome, run
 
-    async def _record_execution(self, session, run: RuleRun, protocol: str, client: Client, user: User) -> dict[str, Any]:
-        if not run.ran:
-            return {}
-        await rule_store.insert_rule_execution(
-            session, **run.execution_values(protocol=protocol, client_id=client.client_id, user_id=user.user_id)
-        )
-        return {"rules_execution_id": run.execution_id}
-
     async def _record_success(
         self, session, run: RuleRun, event: str, description: str, client: Client, user: User, context: LoginContext, *, protocol: str
     ) -> None:
-        details = await self._record_execution(session, run, protocol, client, user)
         await record_event(
             session, event, description=description, client_id=client.client_id, client_name=client.name,
             user_id=user.user_id, user_name=user.email, ip=context.ip, connection=user.connection,
-            user_agent=context.user_agent, details=details,
+            user_agent=context.user_agent, rules_execution=_execution(run, protocol, client, user),
         )
 
     async def _live_user(self, user_id: str) -> User:
@@ -305,6 +295,10 @@ class TokenGrants:
             response["refresh_token"] = token
         response.update({"scope": " ".join(result.token_scopes), "expires_in": expires_in, "token_type": "Bearer"})
         return response
+
+
+def _execution(run: RuleRun, protocol: str, client: Client, user: User) -> dict[str, Any] | None:
+    return run.execution_values(protocol=protocol, client_id=client.client_id, user_id=user.user_id) if run.ran else None
 
 
 def check_code(code, *, client: Client, params: dict[str, str]) -> None:

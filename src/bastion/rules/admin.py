@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.errors import ManagementError
+from bastion.events import EventType, record_event
 from bastion.rules.context import RequestInfo, now_ms, rule_context, rule_user
 from bastion.rules.engine import RuleRun
 from bastion.rules.validation import RuleScriptError, check_script
@@ -401,7 +402,7 @@ async def try_rules(
     client_id: str | None = None,
     dry_run: bool = True,
     request: RequestInfo | None = None,
-    record: Callable[[AsyncSession, RuleRun], Awaitable[None]] | None = None,
+    record: Callable[[AsyncSession, RuleRun, dict | None], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Run rules outside a login and store the execution record.
 
@@ -409,7 +410,7 @@ async def try_rules(
     pipeline order, even if disabled), else the enabled login_success pipeline.
     Which user: the stored `user_id`, or `user` (a JSON user; defaults filled in).
     `context` is merged over the context a login of that user on `client_id` (default: a
-    synthetic application) would give rules. `record(session, run)` runs in the
+    synthetic application) would give rules. `record(session, run, execution)` runs in the
     transaction that stores the execution record (the API's audit event).
     """
     if (user_id is None) == (user is None):
@@ -458,18 +459,14 @@ async def try_rules(
     rule_context_input = _merge(default_context, context or {})
 
     run = await services.rules.run(user=rule_input, context=rule_context_input, rules=rules, dry_run=dry_run)
-    if run.ran:
-        protocol = rule_context_input.get("protocol")
-        async with services.database.transaction() as session:
-            await rule_store.insert_rule_execution(
-                session, **run.execution_values(
-                    protocol=(protocol if isinstance(protocol, str) else "oidc-basic-profile")[:64],
-                    client_id=client.client_id, user_id=str(rule_input.get("user_id"))[:128],
-                ),
-            )
-            if record is not None:
-                await record(session, run)
-    elif record is not None:
-        async with services.database.transaction() as session:
-            await record(session, run)
+    protocol = rule_context_input.get("protocol")
+    execution = run.execution_values(
+        protocol=(protocol if isinstance(protocol, str) else "oidc-basic-profile")[:64],
+        client_id=client.client_id, user_id=str(rule_input.get("user_id"))[:128],
+    ) if run.ran else None
+    async with services.database.transaction() as session:
+        if record is not None:
+            await record(session, run, execution)
+        elif execution is not None:
+            await record_event(session, EventType.SUCCESS_API_OPERATION, description="Try rules (CLI)", rules_execution=execution)
     return try_answer(run, dry_run=dry_run)

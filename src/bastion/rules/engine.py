@@ -7,8 +7,8 @@ returns what they decided.
         records  per rule: duration, outcome, captured output, error and traceback
         effects  what `api` did (or, in a dry run, would have done)
 
-The caller stores the execution record (`execution_values`) in the same transaction
-as the login's log event, so a login costs no extra database round trip for it.
+The caller stores the execution record (`execution_values`) inside the login's log
+event (events.record_event), so recording costs no database statement of its own.
 """
 
 from __future__ import annotations

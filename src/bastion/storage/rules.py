@@ -1,4 +1,5 @@
-"""Repository: rules, rule configuration values (sealed) and rule execution records."""
+"""Repository: rules, rule configuration values (sealed), and reading rule execution records
+(they are written inside log events: events.record_event)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.paging import Page, fetch_page
 from bastion.storage.records import Rule, RuleExecution, record_from_row
-from bastion.storage.tables import RuleConfigRow, RuleExecutionRow, RuleRow
+from bastion.storage.tables import LogEventRow, RuleConfigRow, RuleRow
 
 __all__ = [
     "insert_rule",
@@ -26,7 +27,6 @@ __all__ = [
     "rule_config_values",
     "put_rule_config",
     "delete_rule_config",
-    "insert_rule_execution",
     "get_rule_execution",
     "list_rule_executions",
 ]
@@ -121,21 +121,23 @@ async def delete_rule_config(session: AsyncSession, *, key: str) -> bool:
     return result.rowcount > 0
 
 
-async def insert_rule_execution(session: AsyncSession, **values: Any) -> None:
-    session.add(RuleExecutionRow(created_at=datetime.now(timezone.utc), **values))
-    await session.flush()
+def _execution(row: LogEventRow) -> RuleExecution:
+    values = dict(row.details.get("rules_execution") or {})
+    values.setdefault("warnings", [])
+    return RuleExecution(id=row.rules_execution_id or "", created_at=row.date, **values)
 
 
 async def get_rule_execution(session: AsyncSession, *, id: str) -> RuleExecution | None:
-    row = await session.get(RuleExecutionRow, id)
-    return record_from_row(RuleExecution, row) if row else None
+    """The execution record, kept in the log event of its login (events.record_event)."""
+    row = await session.scalar(select(LogEventRow).where(LogEventRow.rules_execution_id == id))
+    return _execution(row) if row else None
 
 
 async def list_rule_executions(
     session: AsyncSession, *, page: int, per_page: int, user_id: str | None = None
 ) -> Page[RuleExecution]:
-    statement = select(RuleExecutionRow).order_by(RuleExecutionRow.created_at.desc())
+    statement = select(LogEventRow).where(LogEventRow.rules_execution_id.is_not(None)).order_by(LogEventRow.seq.desc())
     if user_id:
-        statement = statement.where(RuleExecutionRow.user_id == user_id)
+        statement = statement.where(LogEventRow.user_id == user_id)
     rows, start, total = await fetch_page(session, statement, page=page, per_page=per_page)
-    return Page([record_from_row(RuleExecution, r) for r in rows], start, per_page, total)
+    return Page([_execution(r) for r in rows], start, per_page, total)

@@ -228,6 +228,8 @@ class LogEventRow(Base):
     user_name: Mapped[str | None] = mapped_column(Text)
     connection: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict] = mapped_column(default=dict)
+    # The rules execution record of this login lives in `details`; this column finds it by id.
+    rules_execution_id: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class RuleRow(Base):
@@ -249,19 +251,3 @@ class RuleConfigRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value_sealed: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
-
-
-class RuleExecutionRow(Base):
-    __tablename__ = "rule_executions"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(index=True)
-    protocol: Mapped[str] = mapped_column(String(64))
-    client_id: Mapped[str | None] = mapped_column(String(64))
-    user_id: Mapped[str | None] = mapped_column(String(128), index=True)
-    outcome: Mapped[str] = mapped_column(String(16))  # ok | denied | error | timeout
-    duration_ms: Mapped[float]
-    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
-    rules: Mapped[list] = mapped_column(default=list)
-    effects: Mapped[list] = mapped_column(default=list)
-    warnings: Mapped[list] = mapped_column(default=list)
-    error: Mapped[str | None] = mapped_column(Text)

@@ -31,20 +31,24 @@ class TenantCache:
         self._sealer = sealer
         self._ttl = ttl
         self._entries: dict[tuple, tuple[float, Any]] = {}
+        self._generation = 0  # bumped by invalidate(): a load that started before must not be cached
 
     async def _get(self, key: tuple, load: Callable[[Any], Awaitable[Any]]) -> Any:
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
+        generation = self._generation
         async with self._database.reader() as session:
             value = await load(session)
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[key] = (now + self._ttl, value)
+        if generation == self._generation:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key] = (now + self._ttl, value)
         return value
 
     def invalidate(self) -> None:
+        self._generation += 1
         self._entries.clear()
 
     async def client(self, client_id: str) -> Client | None:
