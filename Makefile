@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install test-sqlite test-postgres clean
+.PHONY: run test install test-sqlite test-postgres bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(STAMP)
 ## make test: install what the tests need and run them all (SQLite, then PostgreSQL where marked)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## make bench: the rules pipeline benchmark (a real `bastion serve` on loopback, < ~4 min); writes bench/results/
+bench: $(STAMP)
+	$(BIN)/python bench/rules_pipeline.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -470,3 +470,20 @@ async def test_rules_send_email_through_the_configured_smtp_server(bastion_with)
             assert effects == [{"type": "email", "to": "alice@example.com", "subject": "Welcome!", "performed": True}]
     finally:
         controller.stop()
+
+
+async def test_api_cache_keeps_values_between_logins_on_a_worker(bastion_with):
+    async with bastion_with(rules_workers=1) as bastion:
+        client = await bastion.create_client()
+        await bastion.create_user()
+        await add_rule(bastion, rule('''
+            def rule(user, context, api):
+                seen = api.cache.get("logins", 0)
+                api.cache.set("logins", seen + 1, ttl=60)
+                api.cache.set("gone", True, ttl=-1)
+                context.id_token["https://example.com/cached"] = [seen, api.cache.get("gone", "expired")]
+        '''))
+        first = await claims_of(bastion, (await bastion.code_tokens(client))["id_token"])
+        second = await claims_of(bastion, (await bastion.code_tokens(client))["id_token"])
+        assert first["https://example.com/cached"] == [0, "expired"]
+        assert second["https://example.com/cached"] == [1, "expired"]
