@@ -20,7 +20,6 @@ __all__ = [
     "SigningKeyMaterial",
     "generate_private_key",
     "load_private_key",
-    "sign_jwt",
     "verify_jwt",
     "public_keyset",
     "sign_hs256",

@@ -15,7 +15,6 @@ from bastion.storage.records import Client, ResourceServer, User
 __all__ = ["TokenIssuer", "profile_claims", "user_profile"]
 
 
-
 def user_profile(user: User) -> dict[str, Any]:
     """The stored profile's standard fields (the same names rules see on `user`)."""
     profile = {key: getattr(user, key) for key in ("name", "nickname", "picture", "given_name", "family_name", "email", "email_verified", "phone_number", "phone_verified")}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.records import RefreshToken, record_from_row
@@ -73,7 +73,3 @@ async def revoke_user_refresh_tokens(session: AsyncSession, *, user_id: str, cli
     result = await session.execute(statement.values(revoked_at=datetime.now(timezone.utc)))
     return result.rowcount
 
-
-async def list_family(session: AsyncSession, *, family_id: str) -> list[RefreshToken]:
-    rows = await session.scalars(select(RefreshTokenRow).where(RefreshTokenRow.family_id == family_id))
-    return [record_from_row(RefreshToken, r) for r in rows]

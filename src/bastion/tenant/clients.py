@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.security.handles import digest, new_client_id, new_handle
+from bastion.security.handles import digest, new_client_id, new_handle, same_digest
 from bastion.security.sealing import Sealer
 from bastion.storage import clients as client_store
 from bastion.storage.records import Client
@@ -76,7 +75,7 @@ def verify_client_secret(client: Client, presented: str) -> bool:
     """Constant-time comparison against the stored SHA-256 digest (never a slow password hash)."""
     if not client.client_secret_digest:
         return False
-    return hmac.compare_digest(digest(presented), client.client_secret_digest)
+    return same_digest(presented, client.client_secret_digest)
 
 
 def client_secret(sealer: Sealer, client: Client) -> str | None:
