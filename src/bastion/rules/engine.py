@@ -13,6 +13,8 @@ event (events.record_event), so recording costs no database statement of its own
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +65,16 @@ class RuleRun:
         }
 
 
+@functools.lru_cache(maxsize=1024)
+def _script_digest(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+def script_key(rule: Rule) -> str:
+    """Names one version of a rule's script: workers compile a key once and keep it."""
+    return f"{rule.id}:{_script_digest(rule.script)}"
+
+
 class RulesEngine:
     def __init__(self, services: Services):
         self._services = services
@@ -96,7 +108,7 @@ class RulesEngine:
             user_metadata={"app_metadata": dict(user.get("app_metadata") or {}), "user_metadata": dict(user.get("user_metadata") or {})},
         )
         job = {
-            "rules": [{"id": r.id, "name": r.name, "script": r.script} for r in rules],
+            "rules": [{"id": r.id, "name": r.name, "key": script_key(r), "script": r.script} for r in rules],
             "user": user,
             "context": context,
             "configuration": await self._services.tenant.rule_configuration(),

@@ -55,6 +55,7 @@ class _Worker:
         self.process = process
         self.sandbox = sandbox
         self.jobs = 0
+        self.known_scripts: set[str] = set()  # rule keys whose script this worker has compiled
 
     @property
     def alive(self) -> bool:
@@ -168,24 +169,21 @@ class RuleWorkerPool:
         except (OSError, ValueError):
             pass  # the worker is gone: the write below fails and says so
         try:
-            process.stdin.write(encode({"op": "run", "job": job}))
-            await process.stdin.drain()
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise asyncio.TimeoutError
-                line = await asyncio.wait_for(process.stdout.readline(), timeout=remaining)
-                if not line:
-                    raise RuleWorkerCrash(_exit_description(await process.wait()))
-                message = decode(line)
-                if message["op"] == "done":
-                    return message["result"]
-                if message["op"] != "call":
-                    raise RuleWorkerCrash("protocol error")
-                reply = await _answer(message, handle_call, deadline)
-                process.stdin.write(encode(reply))
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + (deadline - time.monotonic())):
+                process.stdin.write(encode({"op": "run", "job": _for_worker(worker, job)}))
                 await process.stdin.drain()
-        except asyncio.TimeoutError:
+                while True:
+                    line = await process.stdout.readline()
+                    if not line:
+                        raise RuleWorkerCrash(_exit_description(await process.wait()))
+                    message = decode(line)
+                    if message["op"] == "done":
+                        return message["result"]
+                    if message["op"] != "call":
+                        raise RuleWorkerCrash("protocol error")
+                    process.stdin.write(encode(await _answer(message, handle_call)))
+                    await process.stdin.drain()
+        except TimeoutError:
             worker.kill()
             raise RuleTimeout("the rules ran past the pipeline deadline") from None
         except (BrokenPipeError, ConnectionResetError, ValueError, KeyError) as error:
@@ -194,12 +192,27 @@ class RuleWorkerPool:
             raise RuleWorkerCrash(_exit_description(returncode) if returncode else f"protocol error: {error}") from None
 
 
-async def _answer(message: dict[str, Any], handle_call: CallHandler, deadline: float) -> dict[str, Any]:
+def _for_worker(worker: _Worker, job: dict[str, Any]) -> dict[str, Any]:
+    """The job as this worker needs it: a rule's script travels once, then only its key.
+
+    A rule's key (`id:sha256(script)`) changes whenever its script does, so a worker
+    never runs a stale version. The worker's compiled-code cache is unbounded only by
+    the tenant's rules, and `known_scripts` mirrors it.
+    """
+    rules = []
+    for rule in job["rules"]:
+        if rule["key"] in worker.known_scripts:
+            rules.append({"id": rule["id"], "name": rule["name"], "key": rule["key"]})
+        else:
+            rules.append(rule)
+            worker.known_scripts.add(rule["key"])
+    return {**job, "rules": rules}
+
+
+async def _answer(message: dict[str, Any], handle_call: CallHandler) -> dict[str, Any]:
     call_id = message.get("id")
     try:
-        value = await asyncio.wait_for(handle_call(str(message.get("method")), message.get("params") or {}), timeout=max(deadline - time.monotonic(), 0.001))
-    except asyncio.TimeoutError:
-        raise
+        value = await handle_call(str(message.get("method")), message.get("params") or {})
     except Exception as error:  # noqa: BLE001 - the rule sees the failure as an exception
         return {"op": "reply", "id": call_id, "ok": False, "error": str(error) or type(error).__name__}
     return {"op": "reply", "id": call_id, "ok": True, "value": value}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import builtins
-import hashlib
 import inspect
 import logging
 import os
@@ -106,13 +105,17 @@ class Runner:
         self.capture.add(sep.join(str(v) for v in values))
 
     def _code(self, rule: dict[str, Any]):
-        key = rule["id"] + ":" + hashlib.sha256(rule["script"].encode()).hexdigest()
-        code = self.compiled.get(key)
-        if code is None:
-            code = compile(rule["script"], f"<rule {rule['name']}>", "exec")
-            if len(self.compiled) > 500:
-                self.compiled.clear()
-            self.compiled[key] = code
+        """The rule's compiled code. The server sends a script once per worker, then only its key
+        (pool._for_worker), so the cache keeps every key it was given for the worker's life."""
+        script = rule.get("script")
+        if script is not None:
+            try:
+                self.compiled[rule["key"]] = compile(script, f"<rule {rule['name']}>", "exec")
+            except SyntaxError as error:
+                self.compiled[rule["key"]] = error  # fails the same way each time it is used
+        code = self.compiled[rule["key"]]
+        if isinstance(code, SyntaxError):
+            raise code
         return code
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
