@@ -1,7 +1,9 @@
 """create_app(settings): the only place where Bastion is wired together.
 
     /authorize /oauth/* /userinfo /.well-known/* /v2/logout /oidc/logout   oidc/routes.py
-    /u/login /u/signup                                                       login/routes.py
+    /u/login /u/signup /u/consent /continue                                  login/routes.py
+    /u/mfa/*                                                                 mfa/pages.py (+ webauthn.py, duo.py)
+    /mfa/*                                                                   mfa/api.py
     /dbconnections/*                                                         dbconnections.py
     /api/v2/*                                                                management/ (FastAPI)
 """
@@ -21,8 +23,11 @@ from starlette.routing import Mount, Route
 from bastion.dbconnections import DbConnectionRoutes
 from bastion.demo import DemoRoutes
 from bastion.errors import OAuthError, PageError
+from bastion.login.flow import LoginFlow
 from bastion.login.routes import LoginRoutes
 from bastion.management.app import create_management_app
+from bastion.mfa.api import MfaApi
+from bastion.mfa.pages import MfaPages
 from bastion.oidc.routes import OidcRoutes
 from bastion.pages import Pages
 from bastion.services import Services, build_services
@@ -34,14 +39,18 @@ __all__ = ["create_app", "app_from_environment"]
 log = logging.getLogger("bastion")
 
 # Paths whose errors are JSON (APIs) rather than pages (browsers).
-_JSON_PREFIXES = ("/oauth/", "/userinfo", "/dbconnections/", "/.well-known/")
+_JSON_PREFIXES = ("/oauth/", "/userinfo", "/dbconnections/", "/.well-known/", "/mfa/", "/passwordless/start")
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
     services = services or build_services(settings)
     pages = Pages()
     oidc = OidcRoutes(services, pages)
-    login = LoginRoutes(services, pages, responders={"oidc-basic-profile": oidc.responder})
+    flow = LoginFlow(services, responders={"oidc-basic-profile": oidc.responder})
+    oidc.flow = flow
+    login = LoginRoutes(services, pages, flow)
+    mfa_pages = MfaPages(services, pages, flow)
+    mfa_api = MfaApi(services)
     dbconnections = DbConnectionRoutes(services, pages)
 
     async def home(request: Request) -> Response:
@@ -82,6 +91,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *demo_routes,
             *oidc.routes(),
             *login.routes(),
+            *mfa_pages.routes(),
+            *mfa_api.routes(),
             *dbconnections.routes(),
             Mount("/api/v2", app=create_management_app(services)),
         ],

@@ -24,17 +24,22 @@ class BastionError(Exception):
 class OAuthError(BastionError):
     """An OAuth 2.0 / OIDC error: `error` is the registered code."""
 
-    def __init__(self, error: str, description: str = "", status: int = 400, headers: dict[str, str] | None = None):
+    def __init__(
+        self, error: str, description: str = "", status: int = 400, headers: dict[str, str] | None = None,
+        extra: dict[str, str] | None = None,
+    ):
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
         self.status = status
         self.headers = headers or {}
+        self.extra = extra or {}  # more members of the JSON body (the mfa_token of mfa_required)
 
     def as_json(self) -> dict[str, str]:
         body = {"error": self.error}
         if self.description:
             body["error_description"] = self.description
+        body.update(self.extra)
         return body
 
 

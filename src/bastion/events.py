@@ -33,6 +33,12 @@ class EventType:
     SUCCESS_CHANGE_PASSWORD = "scp"
     SUCCESS_API_OPERATION = "sapi"
     FAILED_API_OPERATION = "fapi"
+    MFA_REQUIRED = "mfar"
+    MFA_SUCCEEDED = "gd_auth_succeed"
+    MFA_FAILED = "gd_auth_failed"
+    MFA_ENROLLED = "gd_enrollment_complete"
+    MFA_RECOVERY_SUCCEEDED = "gd_recovery_succeed"
+    MFA_RECOVERY_FAILED = "gd_recovery_failed"
 
 
 async def record_event(

@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     session_lifetime: int = 7 * 86400
     session_idle_lifetime: int = 3 * 86400
     login_transaction_lifetime: int = 3600
+    redirect_state_lifetime: int = 3600  # a rule's redirect must come back to /continue within this
+    mfa_remember_browser_days: int = 30
+    mfa_token_lifetime: int = 600  # the password grant's mfa_token
+    duo_ca_file: Path | None = None  # CA bundle for Duo's API (default: the duo_universal package's own)
+    passwordless_code_lifetime: int = 300
+    passwordless_max_attempts: int = 3
+    passwordless_codes_per_hour: int = 10
+    sms_provider_url: str = "https://api.twilio.com"  # a Twilio-compatible Messages API
     brute_force_max_attempts: int = 10
     max_body_bytes: int = 64 * 1024
     trusted_proxies: list[str] = Field(default_factory=list)

@@ -1,69 +1,106 @@
 """The login pipeline, in one place.
 
-    begin_login          AuthorizationRequest -> transaction (awaiting_login), bound to the browser
-    resume_login         load the transaction: right browser, not expired, in the expected state
-    authenticate         awaiting_login -> authenticated     (credentials checked, or a live SSO session)
-    complete_login       authenticated  -> completed | failed  -> LoginResult | LoginDenial
-                           record_login:     logins_count, last_login, last_ip (rules see this login counted)
-                           grant_scopes:     OIDC scopes asked for + the API's scopes asked for
-                           run_login_rules:  the enabled rules, in order, in a sandboxed worker
-                           apply_rules:      claims, scopes, jti, profile -- or the denial
-                           log event `s` (or `f`), with the rules' execution record
+    begin_login      AuthorizationRequest -> transaction (awaiting_login), bound to the browser
+    resume_login     load the transaction: right browser, not expired, in the expected state
+    authenticate     awaiting_login -> authenticated   (password, passwordless code, live SSO session)
+    advance          drive the transaction to its next stop, from wherever it is:
 
-Protocols turn the result into their answer (an authorization code or an error to
-the redirect URI, a SAML response); see `Responder`.
+      authenticated ── consent_needed? ──> awaiting_consent            (/u/consent answers it)
+      authenticated | consented ── run the rules ──> decided
+                         record_login:     logins_count, last_login, last_ip (first run only)
+                         run_login_rules:  the enabled rules, in order, in a sandboxed worker
+                         apply_rules:      claims, scopes, jti, profile -- or the denial
+      resumed ── run the rules again (protocol redirect-callback) ──> decided
+      decided ── denial ──> failed
+              ── MFA asked, not passed ──> awaiting_mfa               (/u/mfa answers it)
+                   prompt=none: interaction_required; a remembered browser passes it
+              ── redirect asked, first time ──> awaiting_redirect      (/continue answers it)
+                   prompt=none: interaction_required
+              ──> completed: the SSO session starts (or learns `mfa`), log event `s` with the
+                   rules' execution records, and the protocol answers (code, SAML response)
+
+Every step is a compare-and-set on the stored state, so it runs once, on any server
+process. What a paused step needs lives in the transaction's `progress`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-
-from starlette.responses import Response
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.rules_step import apply_rules, run_login_rules
-from bastion.login.transaction import OIDC_SCOPES, AuthorizationRequest, LoginDenial, LoginResult, LoginState, epoch
+from bastion.login.transaction import MFA_ACR, OIDC_SCOPES, AuthorizationRequest, LoginDenial, LoginResult, LoginState, epoch
 from bastion.rules.context import RequestInfo
-from bastion.security.handles import digest, new_handle
+from bastion.security.handles import digest, new_handle, new_id
+from bastion.security.tickets import InvalidTicket, Tickets
 from bastion.services import Services
-from bastion.storage import login_transactions, users
+from bastion.storage import authenticators, login_transactions, sso_sessions, user_grants, users
 from bastion.storage.records import LoginTransactionRecord, ResourceServer, SsoSession, User
 
 __all__ = [
-    "Responder",
     "LoginContext",
+    "Answer",
     "begin_login",
     "resume_login",
     "authenticate",
-    "complete_login",
+    "advance",
+    "accept_consent",
+    "pass_mfa",
+    "count_mfa_failure",
+    "decline_consent",
+    "open_continue_state",
+    "resume_from_redirect",
     "grant_scopes",
+    "session_satisfies",
+    "consent_scopes",
+    "MFA_PROVIDERS",
 ]
 
 _HANDLE = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-Responder = Callable[[Services, AuthorizationRequest, "LoginResult | LoginDenial"], Awaitable[Response]]
+CONTINUE_PURPOSE = "continue-state"
+MFA_PROVIDERS = ("any", "guardian", "google-authenticator", "duo")
 
 
 @dataclass(frozen=True)
 class LoginContext:
-    """Who is asking: the network facts of the current HTTP request."""
+    """Who is asking: the network facts and cookies of the current HTTP request."""
 
     ip: str
     user_agent: str | None
     hostname: str = ""
+    browser: str | None = None  # the browser-binding cookie
+    remembered: str | None = None  # the MFA remember-browser cookie
+    session_cookie: str | None = None  # the current SSO session cookie, if any
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Where the login goes next: a page or URL (`redirect`), or its end (`outcome` for `request`)."""
+
+    request: AuthorizationRequest
+    redirect: str | None = None
+    outcome: LoginResult | LoginDenial | None = None
+    session_cookie: str | None = None  # a new SSO session to set in the browser
 
 
 def _expired() -> PageError:
     return PageError("Login expired", "This login took too long or was already used. Go back to the application and sign in again.")
 
 
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# -- starting and finding a transaction ------------------------------------------
+
+
 async def begin_login(services: Services, request: AuthorizationRequest, *, browser: str) -> LoginTransactionRecord:
     """Persist a new transaction bound to this browser (its cookie's digest)."""
-    now = datetime.now(timezone.utc)
     async with services.database.transaction() as session:
         return await login_transactions.insert_login_transaction(
             session,
@@ -75,7 +112,8 @@ async def begin_login(services: Services, request: AuthorizationRequest, *, brow
             user_id=None,
             auth_time=None,
             methods=[],
-            expires_at=now + timedelta(seconds=services.settings.login_transaction_lifetime),
+            progress={},
+            expires_at=_now() + timedelta(seconds=services.settings.login_transaction_lifetime),
         )
 
 
@@ -90,26 +128,20 @@ async def resume_login(
     if (
         transaction is None
         or transaction.browser_digest != digest(browser)
-        or transaction.expires_at <= datetime.now(timezone.utc)
+        or transaction.expires_at <= _now()
         or transaction.state != expected.value
     ):
         raise _expired()
     return transaction
 
 
-async def authenticate(
-    services: Services, transaction: LoginTransactionRecord, *, user: User, sso: SsoSession
+async def _move(
+    services: Services, transaction: LoginTransactionRecord, expected: LoginState, to: LoginState, **changes: Any
 ) -> LoginTransactionRecord:
-    """awaiting_login -> authenticated, once."""
-    changes = {
-        "state": LoginState.AUTHENTICATED.value,
-        "user_id": user.user_id,
-        "auth_time": sso.auth_time,
-        "methods": sso.methods,
-    }
+    """One compare-and-set step; a step already taken (a replay, a double submit) is refused."""
     async with services.database.transaction() as session:
         moved = await login_transactions.advance_login_transaction(
-            session, id=transaction.id, expected_state=LoginState.AWAITING_LOGIN.value, changes=changes
+            session, id=transaction.id, expected_state=expected.value, changes={"state": to.value, **changes}
         )
         if not moved:
             raise _expired()
@@ -118,54 +150,369 @@ async def authenticate(
     return updated
 
 
-async def complete_login(
-    services: Services, transaction: LoginTransactionRecord, *, sso: SsoSession, context: LoginContext
-) -> tuple[AuthorizationRequest, LoginResult | LoginDenial]:
-    """authenticated -> completed (or failed, when a rule denies): what the login grants, recorded once."""
+# -- authentication ------------------------------------------------------------------
+
+
+async def authenticate(
+    services: Services, transaction: LoginTransactionRecord, *, user: User, methods: list[str], sso: SsoSession | None = None
+) -> LoginTransactionRecord:
+    """awaiting_login -> authenticated, once.
+
+    With `sso` the login rides on that live session (its methods, its auth_time, its sid);
+    without it, a new session starts when the login completes.
+    """
+    progress = {"sid": sso.sid, "new_session": False} if sso else {"sid": new_id(length=32), "new_session": True}
+    return await _move(
+        services, transaction, LoginState.AWAITING_LOGIN, LoginState.AUTHENTICATED,
+        user_id=user.user_id,
+        auth_time=sso.auth_time if sso else _now(),
+        methods=list(sso.methods) if sso else list(methods),
+        progress=progress,
+    )
+
+
+# -- the driver ----------------------------------------------------------------------
+
+
+async def advance(services: Services, transaction: LoginTransactionRecord, *, context: LoginContext) -> Answer:
+    """Move the transaction on until it needs the browser (a page, a redirect) or ends."""
     request = AuthorizationRequest.from_json(transaction.request)
-    api = await services.tenant.resource_server(request.audience) if request.audience else None
+    while True:
+        state = LoginState(transaction.state)
+        if state is LoginState.AUTHENTICATED and await consent_needed(services, transaction, request):
+            transaction = await _move(services, transaction, state, LoginState.AWAITING_CONSENT)
+            return Answer(request, redirect=f"/u/consent?{urlencode({'state': transaction.id})}")
+        if state in (LoginState.AUTHENTICATED, LoginState.CONSENTED, LoginState.RESUMED):
+            transaction = await _run_rules(services, transaction, request, context=context)
+            continue
+        if state is LoginState.DECIDED:
+            return await _after_rules(services, transaction, request, context=context)
+        raise _expired()
+
+
+async def _run_rules(
+    services: Services, transaction: LoginTransactionRecord, request: AuthorizationRequest, *, context: LoginContext
+) -> LoginTransactionRecord:
+    """authenticated | consented | resumed -> decided: the rules run; progress keeps what they decided."""
+    state = LoginState(transaction.state)
+    resumed = state is LoginState.RESUMED
+    progress = dict(transaction.progress)
     client = await services.tenant.client(request.client_id)
+    api = await services.tenant.resource_server(request.audience) if request.audience else None
     assert client is not None and transaction.user_id is not None and transaction.auth_time is not None
     async with services.database.transaction() as session:
-        await users.record_login(session, user_id=transaction.user_id, ip=context.ip)  # rules see this login counted
+        if not resumed:  # rules see this login counted, once
+            await users.record_login(session, user_id=transaction.user_id, ip=context.ip)
         user = await users.get_user(session, user_id=transaction.user_id)
-    assert user is not None
-    scopes = grant_scopes(request.scopes, api)
+    if user is None or user.blocked:
+        return await _move(
+            services, transaction, state, LoginState.DECIDED,
+            progress={**progress, "denial": LoginDenial("unauthorized", "user is blocked").to_json()},
+        )
     auth_ms = epoch(transaction.auth_time) * 1000
     base = LoginResult(
         user_id=user.user_id,
         client_id=request.client_id,
-        scopes=scopes,
+        scopes=grant_scopes(request.scopes, api),
         audience=request.audience,
         auth_time=epoch(transaction.auth_time),
-        sid=sso.sid,
+        sid=progress.get("sid"),
         nonce=request.nonce,
-        amr=[m for m in transaction.methods if m in ("mfa",)],
         methods=[[m, auth_ms] for m in transaction.methods],
     )
+    callback = progress.get("callback") or {}
     run = await run_login_rules(
-        services, protocol=request.protocol, client=client, user=user, connection_name=user.connection,
-        request=RequestInfo(ip=context.ip, user_agent=context.user_agent, hostname=context.hostname, query=request.query),
+        services,
+        protocol="redirect-callback" if resumed else request.protocol,
+        original_protocol=request.protocol if resumed else None,
+        client=client, user=user, connection_name=user.connection,
+        request=RequestInfo(
+            ip=context.ip, user_agent=context.user_agent, hostname=context.hostname,
+            query=callback.get("query", {}) if resumed else request.query, body=callback.get("body", {}) if resumed else {},
+        ),
         result=base,
     )
     outcome = await apply_rules(services, run, base)
+    progress.pop("callback", None)
+    progress.update(result=None, denial=None, mfa=progress.get("mfa") if resumed else None)
+    if isinstance(outcome, LoginDenial):
+        progress["denial"] = outcome.to_json()
+    else:
+        progress["result"] = outcome.to_json()
+        wanted = run.outcome.multifactor if run.outcome else None
+        if wanted:
+            mfa, problem = normalize_multifactor(wanted)
+            if problem:
+                run.outcome.warnings.append(problem)
+                progress["denial"] = LoginDenial("access_denied", "The login was stopped by a rule error. The administrator can find the details in the logs.").to_json()
+            else:
+                progress["mfa"] = mfa
+        redirect = run.outcome.redirect if run.outcome else None
+        if redirect:
+            url, problem = _redirect_url(redirect)
+            if resumed or progress.get("redirected"):
+                run.outcome.warnings.append("context.redirect was ignored: a login redirects once (Auth0 ignores it on redirect-callback)")
+            elif problem:
+                run.outcome.warnings.append(problem)
+                progress["denial"] = LoginDenial("access_denied", "The login was stopped by a rule error. The administrator can find the details in the logs.").to_json()
+            else:
+                progress["redirect"] = url
+    if run.ran:
+        executions = list(progress.get("executions") or [])
+        executions.append(run.execution_values(protocol=run.context.get("protocol", request.protocol), client_id=client.client_id, user_id=user.user_id))
+        progress["executions"] = executions
+    return await _move(services, transaction, state, LoginState.DECIDED, progress=progress)
+
+
+async def _after_rules(
+    services: Services, transaction: LoginTransactionRecord, request: AuthorizationRequest, *, context: LoginContext
+) -> Answer:
+    progress = transaction.progress
+    if progress.get("denial"):
+        return await _finish(services, transaction, request, LoginDenial(**progress["denial"]), context=context)
+    mfa = progress.get("mfa")
+    if mfa and "mfa" not in transaction.methods:
+        if await _browser_remembered(services, transaction, request, mfa, context):
+            transaction = await _move(
+                services, transaction, LoginState.DECIDED, LoginState.DECIDED,
+                methods=[*transaction.methods, "mfa"], progress={**progress, "mfa_remembered": True},
+            )
+            return await _after_rules(services, transaction, request, context=context)
+        if "none" in request.prompt:
+            return await _finish(services, transaction, request, LoginDenial("interaction_required", "Multifactor authentication required"), context=context)
+        transaction = await _move(services, transaction, LoginState.DECIDED, LoginState.AWAITING_MFA)
+        return Answer(request, redirect=f"/u/mfa?{urlencode({'state': transaction.id})}")
+    if progress.get("redirect") and not progress.get("redirected"):
+        if "none" in request.prompt:
+            return await _finish(services, transaction, request, LoginDenial("interaction_required", "A rule asked for an interactive step"), context=context)
+        nonce = new_handle(24)
+        ticket = Tickets(services.settings.secret_key or "").issue(
+            CONTINUE_PURPOSE, {"t": transaction.id, "n": nonce}, ttl=services.settings.redirect_state_lifetime
+        )
+        url = progress["redirect"]
+        transaction = await _move(
+            services, transaction, LoginState.DECIDED, LoginState.AWAITING_REDIRECT,
+            progress={**progress, "redirected": True, "continue_digest": digest(nonce)},
+            expires_at=_now() + timedelta(seconds=services.settings.redirect_state_lifetime),
+        )
+        return Answer(request, redirect=_with_query(url, {"state": ticket}))
+    result = LoginResult.from_json(progress["result"])
+    passed_mfa = "mfa" in transaction.methods
+    result = replace(
+        result,
+        amr=["mfa"] if passed_mfa else [],
+        acr=MFA_ACR if passed_mfa and request.acr_values and MFA_ACR in request.acr_values.split() else None,
+    )
+    return await _finish(services, transaction, request, result, context=context)
+
+
+async def _finish(
+    services: Services,
+    transaction: LoginTransactionRecord,
+    request: AuthorizationRequest,
+    outcome: LoginResult | LoginDenial,
+    *,
+    context: LoginContext,
+) -> Answer:
+    """decided -> completed | failed: the SSO session, the log event, the answer."""
     denied = isinstance(outcome, LoginDenial)
+    progress = transaction.progress
+    client = await services.tenant.client(request.client_id)
+    assert client is not None and transaction.user_id is not None and transaction.auth_time is not None
+    cookie = None
     async with services.database.transaction() as session:
         moved = await login_transactions.advance_login_transaction(
-            session, id=transaction.id, expected_state=LoginState.AUTHENTICATED.value,
+            session, id=transaction.id, expected_state=LoginState.DECIDED.value,
             changes={"state": (LoginState.FAILED if denied else LoginState.COMPLETED).value},
         )
         if not moved:
             raise _expired()
-        execution = run.execution_values(protocol=request.protocol, client_id=client.client_id, user_id=user.user_id) if run.ran else None
+        user = await users.get_user(session, user_id=transaction.user_id)
+        interaction = denied and outcome.error == "interaction_required"
+        if progress.get("new_session") and not interaction:
+            if context.session_cookie:
+                await sso_sessions.revoke_sso_session(session, cookie_digest=digest(context.session_cookie))
+            cookie = new_handle(32)
+            await sso_sessions.insert_sso_session(
+                session, cookie_digest=digest(cookie), sid=progress["sid"], user_id=transaction.user_id,
+                auth_time=transaction.auth_time, methods=list(transaction.methods),
+                expires_at=_now() + timedelta(seconds=services.settings.session_lifetime),
+            )
+        elif "mfa" in transaction.methods and not denied:
+            await sso_sessions.add_session_methods(session, sid=progress["sid"], methods=["mfa"])
+        executions = list(progress.get("executions") or [])
+        execution = dict(executions[-1]) if executions else None
+        if execution and len(executions) > 1:
+            execution["earlier_runs"] = executions[:-1]
         await record_event(
             session, EventType.FAILED_LOGIN if denied else EventType.SUCCESS_LOGIN,
-            description=outcome.description if denied else "Successful login", user_id=user.user_id,
-            user_name=user.email or user.username, client_id=client.client_id, client_name=client.name,
-            connection=user.connection, ip=context.ip, user_agent=context.user_agent,
-            details={"prompt": request.prompt, "sid": sso.sid}, rules_execution=execution,
+            description=outcome.description if denied else "Successful login", user_id=transaction.user_id,
+            user_name=(user.email or user.username) if user else None, client_id=client.client_id, client_name=client.name,
+            connection=user.connection if user else None, ip=context.ip, user_agent=context.user_agent,
+            details={"prompt": request.prompt, "sid": progress.get("sid"), "methods": list(transaction.methods)},
+            rules_execution=execution,
         )
-    return request, outcome
+    return Answer(request, outcome=outcome, session_cookie=cookie)
+
+
+# -- the steps the browser answers -----------------------------------------------------
+
+
+async def consent_needed(services: Services, transaction: LoginTransactionRecord, request: AuthorizationRequest) -> bool:
+    """Third-party applications (Auth0's `is_first_party: false`) ask the user to consent to the
+    scopes they request, once per user, application and API; `prompt=consent` asks again.
+    A first-party application asks too when its API turns off
+    `skip_consent_for_verifiable_first_party_clients`."""
+    client = await services.tenant.client(request.client_id)
+    api = await services.tenant.resource_server(request.audience) if request.audience else None
+    assert client is not None and transaction.user_id is not None
+    if client.is_first_party and (api is None or api.skip_consent_for_verifiable_first_party_clients):
+        return False
+    if "consent" in request.prompt:
+        return True
+    wanted = consent_scopes(request, api)
+    async with services.database.reader() as session:
+        grant = await user_grants.get_user_grant(
+            session, user_id=transaction.user_id, client_id=client.client_id, audience=_grant_audience(services, request)
+        )
+    return grant is None or not set(wanted) <= set(grant.scope)
+
+
+def consent_scopes(request: AuthorizationRequest, api: ResourceServer | None) -> list[str]:
+    """The scopes a consent screen lists: what the login would grant."""
+    return grant_scopes(request.scopes, api)
+
+
+def _grant_audience(services: Services, request: AuthorizationRequest) -> str:
+    return request.audience or services.settings.userinfo_audience
+
+
+async def accept_consent(services: Services, transaction: LoginTransactionRecord, *, context: LoginContext) -> Answer:
+    """awaiting_consent -> consented: the grant is remembered, then the login goes on."""
+    request = AuthorizationRequest.from_json(transaction.request)
+    api = await services.tenant.resource_server(request.audience) if request.audience else None
+    assert transaction.user_id is not None
+    transaction = await _move(services, transaction, LoginState.AWAITING_CONSENT, LoginState.CONSENTED)
+    async with services.database.transaction() as session:
+        await user_grants.save_user_grant(
+            session, user_id=transaction.user_id, client_id=request.client_id,
+            audience=_grant_audience(services, request), scope=consent_scopes(request, api),
+        )
+    return await advance(services, transaction, context=context)
+
+
+async def decline_consent(services: Services, transaction: LoginTransactionRecord, *, context: LoginContext) -> Answer:
+    """awaiting_consent -> failed: the application receives access_denied."""
+    request = AuthorizationRequest.from_json(transaction.request)
+    transaction = await _move(
+        services, transaction, LoginState.AWAITING_CONSENT, LoginState.DECIDED,
+        progress={**transaction.progress, "denial": LoginDenial("access_denied", "User did not authorize the request").to_json()},
+    )
+    return await advance(services, transaction, context=context)
+
+
+async def pass_mfa(services: Services, transaction: LoginTransactionRecord) -> LoginTransactionRecord:
+    """awaiting_mfa -> decided with `mfa` among the methods; `advance` takes the login on."""
+    return await _move(services, transaction, LoginState.AWAITING_MFA, LoginState.DECIDED, methods=[*transaction.methods, "mfa"])
+
+
+async def count_mfa_failure(services: Services, transaction: LoginTransactionRecord, *, limit: int) -> LoginTransactionRecord:
+    """A wrong second factor. Past `limit` failures the login fails (access_denied)."""
+    failures = int(transaction.progress.get("mfa_failures", 0)) + 1
+    progress = {**transaction.progress, "mfa_failures": failures}
+    if failures >= limit:
+        progress["denial"] = LoginDenial("access_denied", "Too many failed multifactor attempts").to_json()
+        return await _move(services, transaction, LoginState.AWAITING_MFA, LoginState.DECIDED, progress=progress)
+    return await _move(services, transaction, LoginState.AWAITING_MFA, LoginState.AWAITING_MFA, progress=progress)
+
+
+async def open_continue_state(services: Services, state: str | None, *, browser: str | None) -> LoginTransactionRecord:
+    """The transaction a rule's redirect paused, if `state` is genuine, unused, unexpired and this browser's."""
+    try:
+        payload = Tickets(services.settings.secret_key or "").open(CONTINUE_PURPOSE, state)
+    except InvalidTicket as problem:
+        raise PageError("Invalid state", f"The login cannot continue: the state parameter is not valid ({problem}). Sign in again from the application.") from None
+    transaction_id, nonce = payload.get("t"), payload.get("n")
+    if not isinstance(transaction_id, str) or not isinstance(nonce, str) or not browser:
+        raise PageError("Invalid state", "The login cannot continue: the state parameter is not valid. Sign in again from the application.")
+    async with services.database.reader() as session:
+        transaction = await login_transactions.get_login_transaction(session, id=transaction_id)
+    if transaction is None or transaction.progress.get("continue_digest") != digest(nonce):
+        raise PageError("Invalid state", "The login cannot continue: the state parameter is not valid. Sign in again from the application.")
+    if transaction.browser_digest != digest(browser):
+        raise PageError("Invalid state", "This login was started in another browser. Sign in again from the application.", 403)
+    if transaction.state != LoginState.AWAITING_REDIRECT.value or transaction.expires_at <= _now():
+        raise _expired()
+    return transaction
+
+
+async def resume_from_redirect(
+    services: Services, transaction: LoginTransactionRecord, *, query: dict[str, str], body: dict[str, str], context: LoginContext
+) -> Answer:
+    """awaiting_redirect -> resumed (once: the state is spent), then the rules run again."""
+    transaction = await _move(
+        services, transaction, LoginState.AWAITING_REDIRECT, LoginState.RESUMED,
+        progress={**transaction.progress, "callback": {"query": query, "body": body}},
+    )
+    return await advance(services, transaction, context=context)
+
+
+# -- rules' requests, checked -----------------------------------------------------------
+
+
+def normalize_multifactor(value: Any) -> tuple[dict[str, Any], str | None]:
+    """`context.multifactor` as the pipeline keeps it; the second value names a problem."""
+    if not isinstance(value, dict):
+        return {}, "context.multifactor must be a dict such as {'provider': 'any'}"
+    provider = value.get("provider", "any")
+    if provider not in MFA_PROVIDERS:
+        return {}, f"context.multifactor provider {provider!r} is not one of {', '.join(MFA_PROVIDERS)}"
+    remember = value.get("allow_remember_browser", value.get("allowRememberBrowser", True))
+    if value.get("ignore_cookie") or value.get("ignoreCookie"):
+        remember = False
+    mfa = {"provider": provider, "allow_remember_browser": bool(remember)}
+    if provider == "duo":
+        missing = [k for k in ("ikey", "skey", "host") if not isinstance(value.get(k), str) or not value.get(k)]
+        if missing:
+            return {}, f"context.multifactor for duo needs {', '.join(missing)}"
+        mfa.update({k: value[k] for k in ("ikey", "skey", "host")})
+        if isinstance(value.get("username"), str):
+            mfa["username"] = value["username"]
+    return mfa, None
+
+
+def _redirect_url(value: Any) -> tuple[str, str | None]:
+    url = value.get("url") if isinstance(value, dict) else None
+    if not isinstance(url, str):
+        return "", "context.redirect must be {'url': 'https://...'}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "", f"context.redirect url {url!r} is not an absolute http(s) URL"
+    return url, None
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+async def _browser_remembered(
+    services: Services, transaction: LoginTransactionRecord, request: AuthorizationRequest, mfa: dict[str, Any], context: LoginContext
+) -> bool:
+    """A remembered browser passes MFA unless the rule forbids it or the app asks for MFA by acr_values."""
+    if not mfa.get("allow_remember_browser", True) or not context.remembered or not context.browser:
+        return False
+    if request.acr_values and MFA_ACR in request.acr_values.split():
+        return False
+    assert transaction.user_id is not None
+    async with services.database.reader() as session:
+        return await authenticators.is_browser_remembered(
+            session, handle_digest=digest(context.remembered), user_id=transaction.user_id, browser_digest=digest(context.browser)
+        )
+
+
+# -- scopes and sessions ---------------------------------------------------------------
 
 
 def grant_scopes(requested: list[str], api: ResourceServer | None) -> list[str]:
@@ -183,5 +530,5 @@ def session_satisfies(request: AuthorizationRequest, sso: SsoSession | None) -> 
     if sso is None or "login" in request.prompt:
         return False
     if request.max_age is not None:
-        return (datetime.now(timezone.utc) - sso.auth_time).total_seconds() <= request.max_age
+        return (_now() - sso.auth_time).total_seconds() <= request.max_age
     return True

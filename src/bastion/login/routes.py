@@ -1,12 +1,12 @@
-"""Universal login pages: /u/login and /u/signup.
+"""Universal login pages: /u/login, /u/signup, /u/consent, and /continue (back from a rule's redirect).
 
 Each page works on one login transaction (`state` in the URL), only in the browser
 that started it (binding cookie), and every POST carries a CSRF token bound to both.
+/continue carries no CSRF token: its signed, single-use `state` plays that part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -16,8 +16,18 @@ from starlette.routing import Route
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.credentials import LoginFailure, authenticate_password
-from bastion.login.pipeline import LoginContext, Responder, authenticate, complete_login, resume_login
-from bastion.login.sso import BROWSER_COOKIE, SESSION_COOKIE, end_sso_session, set_cookie, start_sso_session
+from bastion.login.flow import LoginFlow
+from bastion.login.pipeline import (
+    accept_consent,
+    advance,
+    authenticate,
+    consent_scopes,
+    decline_consent,
+    open_continue_state,
+    resume_from_redirect,
+    resume_login,
+)
+from bastion.login.sso import BROWSER_COOKIE
 from bastion.login.transaction import AuthorizationRequest, LoginState
 from bastion.pages import Pages
 from bastion.security.csrf import CsrfTokens
@@ -25,32 +35,32 @@ from bastion.services import Services
 from bastion.storage.records import Connection, LoginTransactionRecord, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
 from bastion.tenant.users import UserConflict, WeakPassword, create_database_user, is_valid_email
-from bastion.web import client_ip, read_form
+from bastion.web import clean_params, client_ip, read_form, read_params
 
 __all__ = ["LoginRoutes"]
 
 
 class LoginRoutes:
-    def __init__(self, services: Services, pages: Pages, responders: Mapping[str, Responder]):
+    def __init__(self, services: Services, pages: Pages, flow: LoginFlow):
         self.services = services
         self.pages = pages
-        self.responders = responders
+        self.flow = flow
         self.csrf = CsrfTokens(services.settings.secret_key or "")
 
     def routes(self) -> list[Route]:
         return [
             Route("/u/login", self.login, methods=["GET", "POST"]),
             Route("/u/signup", self.signup, methods=["GET", "POST"]),
+            Route("/u/consent", self.consent, methods=["GET", "POST"]),
+            Route("/continue", self.continue_login, methods=["GET", "POST"]),
         ]
 
-    async def _transaction(self, request: Request, state: str | None) -> LoginTransactionRecord:
-        return await resume_login(
-            self.services, state, browser=request.cookies.get(BROWSER_COOKIE), expected=LoginState.AWAITING_LOGIN
-        )
+    async def _transaction(self, request: Request, state: str | None, expected: LoginState = LoginState.AWAITING_LOGIN) -> LoginTransactionRecord:
+        return await resume_login(self.services, state, browser=request.cookies.get(BROWSER_COOKIE), expected=expected)
 
-    async def _form(self, request: Request) -> tuple[dict[str, str], LoginTransactionRecord]:
+    async def _form(self, request: Request, expected: LoginState = LoginState.AWAITING_LOGIN) -> tuple[dict[str, str], LoginTransactionRecord]:
         form = await read_form(request)
-        transaction = await self._transaction(request, form.get("state") or request.query_params.get("state"))
+        transaction = await self._transaction(request, form.get("state") or request.query_params.get("state"), expected)
         if not self.csrf.verify(form.get("csrf_token"), transaction.id, request.cookies.get(BROWSER_COOKIE, "")):
             raise PageError("Invalid request", "This form has expired or was not sent by this site. Go back and try again.", 403)
         return form, transaction
@@ -145,16 +155,53 @@ class LoginRoutes:
             )
         return await self._finish(request, transaction, user)
 
+    # -- consent -------------------------------------------------------------
+
+    async def consent(self, request: Request) -> Response:
+        """The consent screen of a third-party application: accept (remembered) or decline."""
+        if request.method == "GET":
+            transaction = await self._transaction(request, request.query_params.get("state"), LoginState.AWAITING_CONSENT)
+            login_request = AuthorizationRequest.from_json(transaction.request)
+            api = await self.services.tenant.resource_server(login_request.audience) if login_request.audience else None
+            descriptions = {s.get("value"): s.get("description") for s in (api.scopes if api else []) if isinstance(s, dict)}
+            scopes = [(scope, descriptions.get(scope) or _SCOPE_DESCRIPTIONS.get(scope, "")) for scope in consent_scopes(login_request, api)]
+            return self._page(
+                "consent.html", request, transaction, client_name=await self._client_name(transaction), scopes=scopes,
+                api_name=api.name if api else None,
+            )
+        form, transaction = await self._form(request, LoginState.AWAITING_CONSENT)
+        context = self.flow.context(request)
+        if form.get("action") == "accept":
+            answer = await accept_consent(self.services, transaction, context=context)
+        else:
+            answer = await decline_consent(self.services, transaction, context=context)
+        return await self.flow.respond(answer)
+
+    # -- /continue: back from a rule's redirect ---------------------------------
+
+    async def continue_login(self, request: Request) -> Response:
+        """Auth0's /continue: the external page sends the browser back with the `state` it got;
+        every rule runs again with protocol `redirect-callback`, seeing `query` and `body`."""
+        query = clean_params(request.query_params.multi_items())
+        body = await read_params(request) if request.method == "POST" else {}
+        state = query.get("state") or body.get("state")
+        transaction = await open_continue_state(self.services, state, browser=request.cookies.get(BROWSER_COOKIE))
+        answer = await resume_from_redirect(self.services, transaction, query=query, body=body, context=self.flow.context(request))
+        return await self.flow.respond(answer)
+
     # -- the end of a successful authentication -------------------------------
 
     async def _finish(self, request: Request, transaction: LoginTransactionRecord, user: User) -> Response:
-        await end_sso_session(self.services, request)
-        cookie, sso = await start_sso_session(self.services, user_id=user.user_id, methods=["pwd"])
-        transaction = await authenticate(self.services, transaction, user=user, sso=sso)
-        login_request, result = await complete_login(
-            self.services, transaction, sso=sso,
-            context=LoginContext(ip=client_ip(request), user_agent=request.headers.get("user-agent"), hostname=request.url.hostname or ""),
-        )
-        response = await self.responders[login_request.protocol](self.services, login_request, result)
-        set_cookie(response, self.services, SESSION_COOKIE, cookie, max_age=self.services.settings.session_lifetime)
-        return response
+        """Credentials are good: the login goes on (consent, rules, MFA, redirect) from here."""
+        transaction = await authenticate(self.services, transaction, user=user, methods=["pwd"])
+        return await self.flow.respond(await advance(self.services, transaction, context=self.flow.context(request)))
+
+
+_SCOPE_DESCRIPTIONS = {
+    "openid": "Confirm your identity",
+    "profile": "Read your name, nickname and picture",
+    "email": "Read your email address",
+    "address": "Read your address",
+    "phone": "Read your phone number",
+    "offline_access": "Stay signed in (refresh tokens)",
+}

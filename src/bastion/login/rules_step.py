@@ -21,6 +21,7 @@ async def run_login_rules(
     *,
     protocol: str,
     client: Client,
+    original_protocol: str | None = None,
     user: User,
     connection_name: str | None,
     request: RequestInfo,
@@ -38,6 +39,8 @@ async def run_login_rules(
         methods=[(m[0], m[1]) for m in result.methods],
         audience=result.audience,
     )
+    if original_protocol:
+        context["original_protocol"] = original_protocol
     return await services.rules.run(user=rule_user(user), context=context)
 
 
@@ -48,9 +51,8 @@ async def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> 
     if run.status != "ok" or run.outcome is None:
         return LoginDenial("access_denied", GENERIC_DENIAL)
     outcome = run.outcome
-    if outcome.redirect or outcome.multifactor:
-        # Until redirects and MFA are served, a rule that asks for them must not be ignored: fail closed.
-        return LoginDenial("access_denied", "A rule asked for a redirect or multifactor authentication, which this server does not offer yet.")
+    # context.redirect and context.multifactor are the pipeline's business (pipeline.py), or the
+    # back-channel grant's (oidc/grants.py): they are never ignored.
     scopes = outcome.scopes
     if scopes is not None:
         # A rule may narrow or widen the scopes, but only to scopes that exist: OIDC's and the API's.

@@ -1,14 +1,15 @@
 """The login transaction and the two values at its ends.
 
 States (each transition is a compare-and-set on the stored state, so a step can
-run once only, on any server process):
+run once only, on any server process; pipeline.py drives them):
 
-    awaiting_login ──(credentials ok / live SSO session)──> authenticated ──> completed
-          │                                                      │
-          └──────────────────────(expired, denied)───────────────┴──> failed
-
-Later steps (rules' redirects, MFA, consent) add states between `authenticated`
-and `completed`.
+    awaiting_login ─(credentials, code, SSO session)─> authenticated
+    authenticated ─(third-party app, no grant yet)─> awaiting_consent ─(accepted)─> consented
+    authenticated | consented ─(rules run)─> decided
+    decided ─(rules asked for MFA, not yet passed)─> awaiting_mfa ─(factor passed)─> decided
+    decided ─(rules asked for a redirect, once)─> awaiting_redirect ─(/continue)─> resumed
+    resumed ─(rules run again, protocol redirect-callback)─> decided
+    decided ─> completed | failed
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["LoginState", "AuthorizationRequest", "LoginResult", "LoginDenial", "OIDC_SCOPES"]
+__all__ = ["LoginState", "AuthorizationRequest", "LoginResult", "LoginDenial", "OIDC_SCOPES", "MFA_ACR"]
 
 OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
 
@@ -26,8 +27,17 @@ OIDC_SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access
 class LoginState(str, enum.Enum):
     AWAITING_LOGIN = "awaiting_login"
     AUTHENTICATED = "authenticated"
+    AWAITING_CONSENT = "awaiting_consent"
+    CONSENTED = "consented"
+    DECIDED = "decided"
+    AWAITING_MFA = "awaiting_mfa"
+    AWAITING_REDIRECT = "awaiting_redirect"
+    RESUMED = "resumed"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+MFA_ACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,9 @@ class LoginDenial:
 
     error: str
     description: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def epoch(moment: datetime) -> int:

@@ -4,6 +4,11 @@
     refresh_token        §6      rotation in a family; a reused token revokes the whole family
     client_credentials   §4.4    needs a client grant for the audience (as Auth0); runs no login rules
     password             §4.3    and Auth0's password-realm: database connection, brute-force protection
+    mfa-otp, mfa-recovery-code   Auth0's grants that finish a password login a rule sent to MFA
+
+Back-channel grants cannot show a page: a rule's `context.redirect` yields
+`interaction_required`; its `context.multifactor` yields `mfa_required` with an
+`mfa_token` on the password grants (and `interaction_required` elsewhere, or for Duo).
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from typing import Any
 from bastion.errors import OAuthError
 from bastion.events import EventType, record_event
 from bastion.login.credentials import LoginFailure, authenticate_password
-from bastion.login.pipeline import LoginContext, grant_scopes
+from bastion.login.pipeline import LoginContext, grant_scopes, normalize_multifactor
 from bastion.login.rules_step import apply_rules, run_login_rules
 from bastion.login.transaction import LoginDenial, LoginResult
 from bastion.rules.context import RequestInfo
-from bastion.rules.engine import RuleRun
+from bastion.mfa.factors import use_recovery_code, verify_otp
+from bastion.mfa.tokens import issue_mfa_token, open_mfa_token, spend_mfa_token
+from bastion.rules.engine import GENERIC_DENIAL, RuleRun
 from bastion.oidc.client_auth import AuthenticatedClient
 from bastion.oidc.tokens import TokenIssuer
 from bastion.security.handles import digest, new_handle, new_id
@@ -33,9 +40,17 @@ from bastion.storage import users as user_store
 from bastion.storage.records import Client, ResourceServer, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
 
-__all__ = ["TokenGrants", "PASSWORD_REALM_GRANT"]
+__all__ = ["TokenGrants", "PASSWORD_REALM_GRANT", "MFA_OTP_GRANT", "MFA_RECOVERY_CODE_GRANT"]
 
 PASSWORD_REALM_GRANT = "http://auth0.com/oauth/grant-type/password-realm"
+MFA_OTP_GRANT = "http://auth0.com/oauth/grant-type/mfa-otp"
+MFA_RECOVERY_CODE_GRANT = "http://auth0.com/oauth/grant-type/mfa-recovery-code"
+
+
+class _MfaRequired(Exception):
+    def __init__(self, result: LoginResult, run: RuleRun):
+        self.result = result
+        self.run = run
 
 
 def _invalid_grant(description: str, status: int = 403) -> OAuthError:
@@ -60,10 +75,12 @@ class TokenGrants:
             "client_credentials": self.client_credentials,
             "password": self.password,
             PASSWORD_REALM_GRANT: self.password,
+            MFA_OTP_GRANT: self.mfa,
+            MFA_RECOVERY_CODE_GRANT: self.mfa,
         }.get(grant_type)
         if handler is None:
             raise OAuthError("unsupported_grant_type", f"Unsupported grant type: {grant_type}")
-        if grant_type not in caller.client.grant_types:
+        if grant_type not in caller.client.grant_types and not (grant_type in _MFA_GRANTS and _MFA_GRANTS[grant_type] in caller.client.grant_types):
             raise OAuthError("unauthorized_client", f"Grant type '{grant_type}' not allowed for the client.", 403)
         return await handler(caller, params, context, grant_type)
 
@@ -210,12 +227,65 @@ class TokenGrants:
         async with self._services.database.transaction() as session:
             await user_store.record_login(session, user_id=user.user_id, ip=context.ip)  # rules see this login counted
             user = await user_store.get_user(session, user_id=user.user_id) or user
-        result, run = await self._run_rules("oauth2-resource-owner", client, user, base, params, context)
+        try:
+            result, run = await self._run_rules("oauth2-resource-owner", client, user, base, params, context)
+        except _MfaRequired as required:
+            token = await issue_mfa_token(
+                self._services, user_id=user.user_id, client_id=client.client_id, result=required.result.to_json(),
+                execution=_execution(required.run, "oauth2-resource-owner", client, user),
+            )
+            async with self._services.database.transaction() as session:
+                await record_event(
+                    session, EventType.MFA_REQUIRED, description="Multifactor authentication required",
+                    client_id=client.client_id, client_name=client.name, user_id=user.user_id, user_name=user.email,
+                    ip=context.ip, connection=user.connection, user_agent=context.user_agent,
+                )
+            raise OAuthError("mfa_required", "Multifactor authentication required", 403, extra={"mfa_token": token}) from None
         response = await self._issue(client, user, result, api, family_id=new_id("rtf_", 24), gty="password")
         async with self._services.database.transaction() as session:
             await self._record_success(
                 session, run, EventType.SUCCESS_PASSWORD_EXCHANGE, "Password for Access Token", client, user,
                 context, protocol="oauth2-resource-owner",
+            )
+        return response
+
+    # -- mfa-otp and mfa-recovery-code -------------------------------------
+
+    async def mfa(self, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext, grant_type: str) -> dict[str, Any]:
+        """Finish a password login that a rule sent to MFA: the mfa_token plus an OTP or a recovery code."""
+        client = caller.client
+        pending = await open_mfa_token(self._services, params.get("mfa_token"), client_id=client.client_id)
+        new_recovery = None
+        if grant_type == MFA_OTP_GRANT:
+            if not params.get("otp"):
+                raise OAuthError("invalid_request", "Missing required parameter: otp")
+            passed = await verify_otp(self._services, user_id=pending.user_id, code=params["otp"], confirm_pending=True)
+        else:
+            if not params.get("recovery_code"):
+                raise OAuthError("invalid_request", "Missing required parameter: recovery_code")
+            new_recovery = await use_recovery_code(self._services, user_id=pending.user_id, code=params["recovery_code"])
+            passed = new_recovery is not None
+        user = await self._live_user(pending.user_id)
+        if not passed:
+            async with self._services.database.transaction() as session:
+                await record_event(
+                    session, EventType.MFA_FAILED, description="Wrong one-time code" if grant_type == MFA_OTP_GRANT else "Wrong recovery code",
+                    client_id=client.client_id, client_name=client.name, user_id=user.user_id, ip=context.ip,
+                )
+            raise OAuthError("invalid_grant", "Invalid otp_code." if grant_type == MFA_OTP_GRANT else "Invalid recovery code.", 403)
+        await spend_mfa_token(self._services, pending)
+        now = int(time.time())
+        result = LoginResult.from_json(pending.result)
+        result = replace(result, amr=["mfa"], methods=[*result.methods, ["mfa", now * 1000]])
+        api = await self._services.tenant.resource_server(result.audience) if result.audience else None
+        response = await self._issue(client, user, result, api, family_id=new_id("rtf_", 24), gty="mfa")
+        if new_recovery:
+            response["recovery_code"] = new_recovery
+        async with self._services.database.transaction() as session:
+            await record_event(
+                session, EventType.SUCCESS_PASSWORD_EXCHANGE, description="Password and MFA for Access Token",
+                client_id=client.client_id, client_name=client.name, user_id=user.user_id, user_name=user.email,
+                ip=context.ip, connection=user.connection, user_agent=context.user_agent, rules_execution=pending.execution,
             )
         return response
 
@@ -231,6 +301,10 @@ class TokenGrants:
             result=base,
         )
         outcome = await apply_rules(self._services, run, base)
+        if not isinstance(outcome, LoginDenial) and run.outcome is not None:
+            outcome = _back_channel_steps(run, protocol, outcome)
+            if isinstance(outcome, _MfaRequired):
+                raise outcome
         if isinstance(outcome, LoginDenial):
             async with self._services.database.transaction() as session:
                 await record_event(
@@ -295,6 +369,26 @@ class TokenGrants:
             response["refresh_token"] = token
         response.update({"scope": " ".join(result.token_scopes), "expires_in": expires_in, "token_type": "Bearer"})
         return response
+
+
+_MFA_GRANTS = {MFA_OTP_GRANT: "password", MFA_RECOVERY_CODE_GRANT: "password"}
+
+
+def _back_channel_steps(run: RuleRun, protocol: str, result: LoginResult) -> LoginResult | LoginDenial | _MfaRequired:
+    """What a back-channel grant does with a rule's redirect or MFA request (it cannot show a page)."""
+    assert run.outcome is not None
+    if run.outcome.redirect:
+        run.outcome.warnings.append(f"context.redirect cannot be followed on {protocol}")
+        return LoginDenial("interaction_required", "A rule asked to redirect the user, which this grant cannot do")
+    if run.outcome.multifactor:
+        mfa, problem = normalize_multifactor(run.outcome.multifactor)
+        if problem:
+            run.outcome.warnings.append(problem)
+            return LoginDenial("access_denied", GENERIC_DENIAL)
+        if protocol != "oauth2-resource-owner" or mfa["provider"] == "duo":
+            return LoginDenial("interaction_required", "Multifactor authentication required: log in interactively")
+        return _MfaRequired(result, run)
+    return result
 
 
 def _execution(run: RuleRun, protocol: str, client: Client, user: User) -> dict[str, Any] | None:

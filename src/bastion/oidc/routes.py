@@ -23,7 +23,8 @@ from bastion.errors import OAuthError, PageError
 from bastion.events import EventType, record_event
 from bastion.keys.access_tokens import InvalidAccessToken, bearer_token, verify_access_token
 from bastion.keys.jose import JoseError, verify_jwt
-from bastion.login.pipeline import LoginContext, authenticate, begin_login, complete_login, session_satisfies
+from bastion.login.flow import LoginFlow
+from bastion.login.pipeline import LoginContext, advance, authenticate, begin_login, session_satisfies
 from bastion.login.sso import BROWSER_COOKIE, SESSION_COOKIE, browser_id, current_sso_session, end_sso_session, set_cookie
 from bastion.oidc.authorize import RedirectError, validate_authorization_request
 from bastion.oidc.client_auth import authenticate_client
@@ -51,6 +52,7 @@ class OidcRoutes:
         self.issuer = TokenIssuer(services.settings, services.keyring)
         self.grants = TokenGrants(services, self.issuer)
         self.responder = OidcResponder(pages)
+        self.flow: LoginFlow | None = None  # set by create_app: the flow knows every protocol's responder
         self._discovery = json.dumps(discovery_document(services), separators=(",", ":")).encode()
 
     def routes(self) -> list[Route]:
@@ -80,13 +82,11 @@ class OidcRoutes:
             async with self.services.database.reader() as session:
                 user = await user_store.get_user(session, user_id=sso.user_id)
             if user is not None and not user.blocked:
+                assert self.flow is not None
                 transaction = await begin_login(self.services, authorization, browser=browser)
-                transaction = await authenticate(self.services, transaction, user=user, sso=sso)
-                login_request, result = await complete_login(
-                    self.services, transaction, sso=sso, context=_context(request)
-                )
-                response = await self.responder(self.services, login_request, result)
-                return self._with_browser(response, browser, new_browser)
+                transaction = await authenticate(self.services, transaction, user=user, methods=list(sso.methods), sso=sso)
+                answer = await advance(self.services, transaction, context=self.flow.context(request, browser=browser))
+                return self._with_browser(await self.flow.respond(answer), browser, new_browser)
         if "none" in authorization.prompt:
             return self._redirect_error(
                 authorization.redirect_uri, authorization.response_mode, authorization.state,

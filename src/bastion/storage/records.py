@@ -22,6 +22,9 @@ __all__ = [
     "LogEvent",
     "Rule",
     "RuleExecution",
+    "Authenticator",
+    "OneTimeCode",
+    "UserGrant",
 ]
 
 R = TypeVar("R")
@@ -192,6 +195,7 @@ class LoginTransactionRecord:
     user_id: str | None
     auth_time: datetime | None
     methods: list
+    progress: dict
     created_at: datetime
     updated_at: datetime
     expires_at: datetime
@@ -240,3 +244,43 @@ class RuleExecution:
     effects: list
     warnings: list
     error: str | None
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    id: str
+    user_id: str
+    type: str  # otp | webauthn-roaming | webauthn-platform | recovery-code | duo
+    name: str | None
+    secret_sealed: str | None
+    secret_digest: str | None
+    credential: dict
+    confirmed: bool
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class OneTimeCode:
+    id: str
+    purpose: str
+    connection: str | None
+    recipient: str | None
+    client_id: str | None
+    code_digest: str
+    attempts: int
+    data: dict
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class UserGrant:
+    id: str
+    user_id: str
+    client_id: str
+    audience: str
+    scope: list
+    created_at: datetime
+    updated_at: datetime

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.records import SsoSession, record_from_row
 from bastion.storage.tables import SsoSessionRow
 
-__all__ = ["insert_sso_session", "get_live_sso_session", "touch_sso_session", "revoke_sso_session", "revoke_user_sso_sessions"]
+__all__ = ["add_session_methods", "insert_sso_session", "get_live_sso_session", "touch_sso_session", "revoke_sso_session", "revoke_user_sso_sessions"]
 
 
 async def insert_sso_session(
@@ -67,3 +67,11 @@ async def revoke_user_sso_sessions(session: AsyncSession, *, user_id: str) -> No
         .where(SsoSessionRow.user_id == user_id, SsoSessionRow.revoked_at.is_(None))
         .values(revoked_at=datetime.now(timezone.utc))
     )
+
+
+async def add_session_methods(session: AsyncSession, *, sid: str, methods: list[str]) -> None:
+    """The session learns more authentication methods (`mfa` after a second factor)."""
+    row = await session.scalar(select(SsoSessionRow).where(SsoSessionRow.sid == sid))
+    if row is not None:
+        row.methods = list(dict.fromkeys([*row.methods, *methods]))
+        await session.flush()

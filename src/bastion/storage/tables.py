@@ -198,9 +198,71 @@ class LoginTransactionRow(Base):
     user_id: Mapped[str | None] = mapped_column(String(128))
     auth_time: Mapped[datetime | None]
     methods: Mapped[list] = mapped_column(default=list)
+    # What the paused steps need: the pending result or denial, the MFA requirement, the
+    # rules' redirect, the SSO session to start, the execution records so far (pipeline.py).
+    progress: Mapped[dict] = mapped_column(default=dict)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class AuthenticatorRow(Base):
+    """An enrolled second factor (Auth0's authenticators): otp, webauthn-roaming/-platform, recovery-code."""
+
+    __tablename__ = "mfa_authenticators"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(256))
+    secret_sealed: Mapped[str | None] = mapped_column(Text)  # the TOTP secret, sealed
+    secret_digest: Mapped[str | None] = mapped_column(String(64))  # a recovery code's digest
+    credential: Mapped[dict] = mapped_column(default=dict)  # WebAuthn: credential id, public key, sign count
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+
+
+class RememberedBrowserRow(Base):
+    """A browser where the user passed MFA and asked (or was allowed) to be remembered."""
+
+    __tablename__ = "mfa_remembered_browsers"
+    handle_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True, index=True)
+    browser_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class OneTimeCodeRow(Base):
+    """A passwordless (email/SMS) code or link, or a back-channel MFA token's pending step."""
+
+    __tablename__ = "one_time_codes"
+    __table_args__ = (Index("ix_one_time_codes_recipient", "purpose", "connection", "recipient"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    connection: Mapped[str | None] = mapped_column(String(128))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    code_digest: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    data: Mapped[dict] = mapped_column(default=dict)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class UserGrantRow(Base):
+    """Consent a user gave an application for an audience (Auth0's /api/v2/grants)."""
+
+    __tablename__ = "user_grants"
+    __table_args__ = (UniqueConstraint("user_id", "client_id", "audience", name="uq_user_grants"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[str] = mapped_column(String(600))
+    scope: Mapped[list] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class LoginAttemptRow(Base):
@@ -218,7 +280,7 @@ class LogEventRow(Base):
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     log_id: Mapped[str] = mapped_column(String(64), unique=True)
     date: Mapped[datetime] = mapped_column(index=True)
-    type: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(32))  # Auth0's codes: "s", "gd_enrollment_complete", ...
     description: Mapped[str | None] = mapped_column(Text)
     client_id: Mapped[str | None] = mapped_column(String(64))
     client_name: Mapped[str | None] = mapped_column(String(256))

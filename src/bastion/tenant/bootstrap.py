@@ -27,7 +27,10 @@ log = logging.getLogger("bastion.bootstrap")
 
 DEFAULT_CONNECTION = "Username-Password-Authentication"
 
-_RESOURCES = ("users", "users_app_metadata", "clients", "client_keys", "client_grants", "resource_servers", "connections", "logs", "rules", "rules_configs", "user_blocks")
+_RESOURCES = (
+    "users", "users_app_metadata", "clients", "client_keys", "client_grants", "resource_servers", "connections", "logs", "rules",
+    "rules_configs", "user_blocks", "grants", "guardian_enrollments", "authentication_methods",
+)
 MANAGEMENT_SCOPES = [f"{verb}:{resource}" for resource in _RESOURCES for verb in ("read", "create", "update", "delete")]
 
 
