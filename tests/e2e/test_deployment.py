@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from .conftest import browser_client, free_port, poll, query_params, submit_login
+from .conftest import browser_client, free_port, hidden_field, poll, query_params, submit_login
 
 PASSWORD = "Deploy-Correct-Horse-5"
 CALLBACK = "https://rp.example/callback"
@@ -200,3 +200,66 @@ def test_two_processes_share_logins_and_see_key_rotation(live_server, postgres_u
 
         # A token signed before the rotation still verifies.
         assert jwt.decode(old_token, keys).header["kid"] == old_kid
+
+
+PAUSING_RULE = '''
+def rule(user, context, api):
+    if context.protocol == "redirect-callback":
+        if context.request.body.get("accepted") != "yes":
+            raise UnauthorizedError("User did not consent!")
+        context.multifactor = {"provider": "any", "allow_remember_browser": False}
+        return
+    context.redirect = {"url": "https://terms.example/accept"}
+'''
+
+
+def test_a_login_paused_on_one_process_resumes_on_the_other(live_server, postgres_url, tmp_path):
+    """Redirect, /continue and MFA enrolment alternate between two processes on one database."""
+    import pyotp
+
+    port_a = free_port()
+    issuer = f"http://127.0.0.1:{port_a}"
+    server_a = live_server(postgres_url, port=port_a, issuer=issuer)
+    server_b = live_server(postgres_url, issuer=issuer)
+    email = "paused@example.com"
+    client = _create_client_and_user(server_a, email)
+    rule_file = tmp_path / "terms_then_mfa.py"
+    rule_file.write_text(PAUSING_RULE)
+    server_a.cli("rules", "add", str(rule_file), "--order", "1")
+    poll(lambda: "terms" in server_b.cli("rules", "list"), timeout=5, message="the rule is stored")
+
+    with browser_client() as browser:
+        def login_redirects_out():
+            start = browser.get(server_a.url("/authorize"), params=_authorize_params(client))
+            done = submit_login(browser, server_b.base_url, start.headers["location"], email, PASSWORD)
+            return done if done.headers.get("location", "").startswith("https://terms.example/accept?state=") else None
+
+        # Both processes' tenant caches see the new rule within their TTL.
+        out = poll(login_redirects_out, timeout=10, message="the rule's redirect")
+        state = query_params(out.headers["location"])["state"]
+        # The terms page posts back to the other process.
+        back = browser.post(server_a.url(f"/continue?state={state}"), data={"accepted": "yes"})
+        assert back.status_code == 302 and back.headers["location"].startswith("/u/mfa?"), back.text
+        mfa = back.headers["location"]
+        choice = browser.get(server_b.url(mfa))
+        assert choice.status_code == 200 and "enroll-otp" in choice.text
+        enrol_path = f"/u/mfa/otp/enroll?state={query_params(mfa)['state']}"
+        page = browser.get(server_a.url(enrol_path))
+        secret = page.text.split('id="otp-secret">')[1].split("<")[0]
+        confirmed = browser.post(server_b.url(enrol_path), data={
+            "state": hidden_field(page.text, "state"), "csrf_token": hidden_field(page.text, "csrf_token"),
+            "authenticator_id": hidden_field(page.text, "authenticator_id"), "code": pyotp.TOTP(secret).now(),
+        })
+        assert confirmed.status_code == 200, confirmed.text
+        done = browser.post(server_a.url("/u/mfa/continue"), data={
+            "state": hidden_field(confirmed.text, "state"), "csrf_token": hidden_field(confirmed.text, "csrf_token"),
+        })
+        assert done.status_code == 302 and done.headers["location"].startswith(CALLBACK + "?"), done.text
+        tokens = _exchange(browser, server_b.url("/oauth/token"), client, query_params(done.headers["location"])["code"])
+        assert tokens.status_code == 200, tokens.text
+        claims = jwt.decode(tokens.json()["id_token"], KeySet.import_key_set(browser.get(server_a.url("/.well-known/jwks.json")).json())).claims
+        assert claims["amr"] == ["mfa"]
+        # The spent state is refused by either process.
+        for server in (server_a, server_b):
+            replay = browser.post(server.url(f"/continue?state={state}"), data={"accepted": "yes"})
+            assert replay.status_code == 400
