@@ -6,37 +6,18 @@ authentication in an iframe works, as with Auth0), over plain http `SameSite=Lax
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bastion.security.handles import digest, new_handle, new_id
+from bastion.security.handles import digest, new_handle
 from bastion.services import Services
 from bastion.storage import sso_sessions
 from bastion.storage.records import SsoSession
 
-__all__ = ["SESSION_COOKIE", "BROWSER_COOKIE", "start_sso_session", "current_sso_session", "end_sso_session", "set_cookie", "browser_id"]
+__all__ = ["SESSION_COOKIE", "BROWSER_COOKIE", "current_sso_session", "end_sso_session", "set_cookie", "browser_id"]
 
 SESSION_COOKIE = "bastion_session"
 BROWSER_COOKIE = "bastion_browser"
-
-
-async def start_sso_session(services: Services, *, user_id: str, methods: list[str]) -> tuple[str, SsoSession]:
-    """A new session; returns (cookie value, session)."""
-    cookie = new_handle(32)
-    now = datetime.now(timezone.utc)
-    async with services.database.transaction() as session:
-        record = await sso_sessions.insert_sso_session(
-            session,
-            cookie_digest=digest(cookie),
-            sid=new_id(length=32),
-            user_id=user_id,
-            auth_time=now,
-            methods=methods,
-            expires_at=now + timedelta(seconds=services.settings.session_lifetime),
-        )
-    return cookie, record
 
 
 async def current_sso_session(services: Services, request: Request) -> SsoSession | None:
