@@ -20,6 +20,8 @@ HOSTILE_BODIES = [
 POST_ENDPOINTS = [
     "/oauth/token", "/oauth/revoke", "/userinfo", "/dbconnections/signup", "/dbconnections/change_password",
     "/u/login", "/u/signup", "/u/reset-password", "/authorize", "/oidc/logout",
+    "/continue", "/continue?state=a.b", "/u/consent", "/u/mfa/otp", "/u/mfa/otp/enroll", "/u/mfa/recovery", "/u/mfa/continue",
+    "/mfa/associate", "/mfa/challenge",
 ]
 
 GET_REQUESTS = [
@@ -38,6 +40,17 @@ GET_REQUESTS = [
     "/api/v2/users?page=-1",
     "/api/v2/users/%00",
     "/no/such/path",
+    "/continue",
+    "/continue?state=" + "x" * 5000,
+    "/continue?state=eyJ0IjoxfQ.AAAA",
+    "/continue?state=%00",
+    "/u/consent?state=nope",
+    "/u/mfa",
+    "/u/mfa?state=" + "y" * 70,
+    "/u/mfa/otp/enroll?state=nope",
+    "/u/mfa/recovery",
+    "/mfa/authenticators",
+    "/api/v2/grants?user_id=%00",
 ]
 
 
@@ -52,6 +65,16 @@ async def test_malformed_bodies_get_clear_errors(bastion_sqlite, path):
         response = await bastion_sqlite.http.post(path, content=body, headers={"Content-Type": content_type})
         _clean(response)
         assert response.status_code >= 400 or path == "/oidc/logout", (path, content_type, response.status_code)
+
+
+async def test_mfa_api_refuses_unknown_and_missing_tokens(bastion_sqlite):
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Bearer " + "x" * 500}):
+        response = await bastion_sqlite.http.get("/mfa/authenticators", headers=headers)
+        assert response.status_code == 401 and response.json()["error"] in ("unauthorized", "invalid_token")
+    grant = await bastion_sqlite.http.post("/oauth/token", data={
+        "grant_type": "http://auth0.com/oauth/grant-type/mfa-otp", "mfa_token": "forged", "otp": "123456", "client_id": "nope",
+    })
+    assert grant.status_code in (400, 401, 403) and "error" in grant.json()
 
 
 @pytest.mark.parametrize("url", GET_REQUESTS)
