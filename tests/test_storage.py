@@ -135,3 +135,22 @@ async def test_the_janitor_deletes_only_what_expired_long_ago(bastion):
         _, fresh_first_use = await authorization_codes.consume_authorization_code(session, code_digest=digest("fresh"), family_id="f")
         gone, _ = await authorization_codes.consume_authorization_code(session, code_digest=digest("old"), family_id="g")
     assert fresh_first_use and gone is None
+
+
+async def test_the_janitor_deletes_expired_one_time_codes_and_keeps_live_ones(bastion):
+    from bastion.storage import one_time_codes
+    from bastion.storage.janitor import purge_expired
+
+    now = datetime.now(timezone.utc)
+    async with bastion.services.database.transaction() as session:
+        for code_id, expires in (("old-code", now - timedelta(days=3)), ("live-code", now + timedelta(minutes=5))):
+            await one_time_codes.insert_code(
+                session, id=code_id, purpose="passwordless", connection="email", recipient="a@example.com", client_id="c",
+                code_digest=digest(code_id), data={}, expires_at=expires,
+            )
+    async with bastion.services.database.transaction() as session:
+        counts = await purge_expired(session)
+    assert counts["one_time_codes"] == 1 and counts["mfa_remembered_browsers"] == 0
+    async with bastion.services.database.reader() as session:
+        assert await one_time_codes.get_code(session, id="old-code") is None
+        assert (await one_time_codes.get_code(session, id="live-code")).recipient == "a@example.com"

@@ -1,4 +1,5 @@
-"""Deleting what has expired: codes, login transactions, SSO sessions and refresh tokens.
+"""Deleting what has expired: codes, login transactions, SSO sessions, refresh tokens, one-time
+codes (passwordless, MFA tokens, spent TOTP steps) and remembered browsers.
 
 Run by `bastion janitor` (from cron or a timer, as Ory Hydra's janitor). Nothing here
 is needed for correctness: every reader already refuses expired rows.
@@ -11,7 +12,14 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.storage.tables import AuthorizationCodeRow, LoginTransactionRow, RefreshTokenRow, SsoSessionRow
+from bastion.storage.tables import (
+    AuthorizationCodeRow,
+    LoginTransactionRow,
+    OneTimeCodeRow,
+    RefreshTokenRow,
+    RememberedBrowserRow,
+    SsoSessionRow,
+)
 
 __all__ = ["purge_expired"]
 
@@ -25,6 +33,8 @@ async def purge_expired(session: AsyncSession, *, grace: timedelta = timedelta(d
         ("login_transactions", LoginTransactionRow, LoginTransactionRow.expires_at < cutoff),
         ("sso_sessions", SsoSessionRow, or_(SsoSessionRow.expires_at < cutoff, SsoSessionRow.revoked_at < cutoff)),
         ("refresh_tokens", RefreshTokenRow, RefreshTokenRow.expires_at < cutoff),
+        ("one_time_codes", OneTimeCodeRow, OneTimeCodeRow.expires_at < cutoff),
+        ("mfa_remembered_browsers", RememberedBrowserRow, RememberedBrowserRow.expires_at < cutoff),
     ):
         result = await session.execute(delete(table).where(condition))
         counts[name] = result.rowcount
