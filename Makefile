@@ -25,9 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-## make bench: the rules pipeline benchmark (a real `bastion serve` on loopback, < ~4 min); writes bench/results/
+## make bench: the rules pipeline benchmark (a real `bastion serve` on loopback, < ~4 min), then the side-by-side
+## rules overhead benchmark (two servers, paired logins, ~3 min quiet, up to ~7.5 min busy); both write bench/results/
 bench: $(STAMP)
 	$(BIN)/python bench/rules_pipeline.py
+	$(BIN)/python bench/rules_overhead.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
