@@ -487,3 +487,26 @@ async def test_api_cache_keeps_values_between_logins_on_a_worker(bastion_with):
         second = await claims_of(bastion, (await bastion.code_tokens(client))["id_token"])
         assert first["https://example.com/cached"] == [0, "expired"]
         assert second["https://example.com/cached"] == [1, "expired"]
+
+
+async def test_connection_secrets_never_reach_rules(bastion_sqlite):
+    """An sms connection's provider token, client secrets, passwords and keys are left out of the context."""
+    from datetime import datetime, timezone
+
+    from bastion.rules.context import RequestInfo, rule_context
+    from bastion.storage.records import Connection
+
+    client = await bastion_sqlite.create_client()
+    user = await bastion_sqlite.create_user()
+    async with bastion_sqlite.services.database.reader() as session:
+        stored = await user_store.get_user(session, user_id=user["user_id"])
+    connection = Connection(
+        id="con_1", name="sms", strategy="sms", enabled_clients=[], is_domain_connection=False, created_at=datetime.now(timezone.utc),
+        options={"twilio_sid": "AC1", "twilio_token": "tok", "client_secret": "s", "from": "+15550001111", "api_key": "k", "Password": "p"},
+    )
+    context = rule_context(
+        issuer="https://bastion.test", protocol="oidc-basic-profile", client=await bastion_sqlite.services.tenant.client(client["client_id"]),
+        connection=connection, request=RequestInfo(ip="203.0.113.7", user_agent=None, hostname="bastion.test"), user=stored,
+        session_id=None, methods=[],
+    )
+    assert context["connection_options"] == {"twilio_sid": "AC1", "from": "+15550001111"}

@@ -4,6 +4,7 @@
     /u/login /u/signup /u/consent /continue                                  login/routes.py
     /u/mfa/*                                                                 mfa/pages.py (+ webauthn.py, duo.py)
     /mfa/*                                                                   mfa/api.py
+    /passwordless/* /u/passwordless*                                         passwordless/routes.py, pages.py
     /dbconnections/*                                                         dbconnections.py
     /api/v2/*                                                                management/ (FastAPI)
 """
@@ -30,6 +31,7 @@ from bastion.mfa.api import MfaApi
 from bastion.mfa.pages import MfaPages
 from bastion.oidc.routes import OidcRoutes
 from bastion.pages import Pages
+from bastion.passwordless.routes import PasswordlessRoutes
 from bastion.services import Services, build_services
 from bastion.settings import Settings, load_settings
 from bastion.web import BodySizeLimit, json_response
@@ -51,6 +53,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     login = LoginRoutes(services, pages, flow)
     mfa_pages = MfaPages(services, pages, flow)
     mfa_api = MfaApi(services)
+    passwordless = PasswordlessRoutes(services, pages, flow)
     dbconnections = DbConnectionRoutes(services, pages)
 
     async def home(request: Request) -> Response:
@@ -93,6 +96,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *login.routes(),
             *mfa_pages.routes(),
             *mfa_api.routes(),
+            *passwordless.routes(),
             *dbconnections.routes(),
             Mount("/api/v2", app=create_management_app(services)),
         ],

@@ -30,6 +30,8 @@ from bastion.login.pipeline import (
 from bastion.login.sso import BROWSER_COOKIE
 from bastion.login.transaction import AuthorizationRequest, LoginState
 from bastion.pages import Pages
+from bastion.passwordless.channels import STRATEGIES as PASSWORDLESS_STRATEGIES
+from bastion.passwordless.channels import enabled_passwordless_connections
 from bastion.security.csrf import CsrfTokens
 from bastion.services import Services
 from bastion.storage.records import Connection, LoginTransactionRecord, User
@@ -91,11 +93,15 @@ class LoginRoutes:
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
             transaction = await self._transaction(request, request.query_params.get("state"))
+            requested = AuthorizationRequest.from_json(transaction.request).connection
+            if requested in PASSWORDLESS_STRATEGIES:  # /authorize?connection=email|sms: straight to the code page
+                return RedirectResponse(f"/u/passwordless?{urlencode({'state': transaction.id, 'connection': requested})}", status_code=302)
             connection = await self._connection(transaction)
             hint = AuthorizationRequest.from_json(transaction.request).login_hint
             return self._page(
                 "login.html", request, transaction, client_name=await self._client_name(transaction),
                 signup_allowed=not connection.options.get("disable_signup"), username=hint,
+                passwordless=await enabled_passwordless_connections(self.services, transaction.client_id),
             )
         form, transaction = await self._form(request)
         connection = await self._connection(transaction)
@@ -105,6 +111,7 @@ class LoginRoutes:
                 "login.html", request, transaction, status=400, client_name=await self._client_name(transaction),
                 signup_allowed=not connection.options.get("disable_signup"), username=username,
                 error="Enter your email address or username, and your password.",
+                passwordless=await enabled_passwordless_connections(self.services, transaction.client_id),
             )
         try:
             user = await authenticate_password(
@@ -116,6 +123,7 @@ class LoginRoutes:
                 "login.html", request, transaction, status=400 if failure.code == "wrong_credentials" else 429,
                 client_name=await self._client_name(transaction),
                 signup_allowed=not connection.options.get("disable_signup"), username=username, error=failure.message,
+                passwordless=await enabled_passwordless_connections(self.services, transaction.client_id),
             )
         return await self._finish(request, transaction, user)
 

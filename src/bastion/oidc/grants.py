@@ -5,6 +5,7 @@
     client_credentials   §4.4    needs a client grant for the audience (as Auth0); runs no login rules
     password             §4.3    and Auth0's password-realm: database connection, brute-force protection
     mfa-otp, mfa-recovery-code   Auth0's grants that finish a password login a rule sent to MFA
+    passwordless/otp             Auth0's: a code from /passwordless/start (passwordless/grant.py)
 
 Back-channel grants cannot show a page: a rule's `context.redirect` yields
 `interaction_required`; its `context.multifactor` yields `mfa_required` with an
@@ -33,6 +34,7 @@ from bastion.mfa.tokens import issue_mfa_token, open_mfa_token, spend_mfa_token
 from bastion.rules.engine import GENERIC_DENIAL, RuleRun
 from bastion.oidc.client_auth import AuthenticatedClient
 from bastion.oidc.tokens import TokenIssuer
+from bastion.passwordless.grant import PASSWORDLESS_OTP_GRANT, exchange_passwordless_otp
 from bastion.security.handles import digest, new_handle, new_id
 from bastion.services import Services
 from bastion.storage import authorization_codes, refresh_tokens
@@ -77,6 +79,7 @@ class TokenGrants:
             PASSWORD_REALM_GRANT: self.password,
             MFA_OTP_GRANT: self.mfa,
             MFA_RECOVERY_CODE_GRANT: self.mfa,
+            PASSWORDLESS_OTP_GRANT: self.passwordless_otp,
         }.get(grant_type)
         if handler is None:
             raise OAuthError("unsupported_grant_type", f"Unsupported grant type: {grant_type}")
@@ -288,6 +291,11 @@ class TokenGrants:
                 ip=context.ip, connection=user.connection, user_agent=context.user_agent, rules_execution=pending.execution,
             )
         return response
+
+    # -- passwordless/otp ----------------------------------------------------
+
+    async def passwordless_otp(self, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext, _grant_type: str) -> dict[str, Any]:
+        return await exchange_passwordless_otp(self, caller, params, context)
 
     # -- shared ------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from bastion.oidc.grants import PASSWORD_REALM_GRANT, TokenGrants
 from bastion.oidc.responses import OidcResponder, redirect_to_client
 from bastion.oidc.tokens import TokenIssuer, profile_claims, user_profile
 from bastion.pages import Pages
+from bastion.passwordless.grant import PASSWORDLESS_OTP_GRANT
 from bastion.security.handles import digest
 from bastion.services import Services
 from bastion.storage import refresh_tokens
@@ -263,7 +264,9 @@ def discovery_document(services: Services) -> dict:
         "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "password", PASSWORD_REALM_GRANT],
+        "grant_types_supported": [
+            "authorization_code", "refresh_token", "client_credentials", "password", PASSWORD_REALM_GRANT, PASSWORDLESS_OTP_GRANT,
+        ],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],

@@ -29,6 +29,13 @@ class RequestInfo:
     body: dict[str, str] = field(default_factory=dict)
 
 
+def _is_secret_option(name: str) -> bool:
+    """Connection options rules never see: client secrets, provider tokens (an sms connection's
+    `twilio_token`), passwords and keys."""
+    lowered = name.lower()
+    return any(word in lowered for word in ("secret", "token", "password", "key"))
+
+
 def _public(params: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in params.items() if k not in SECRET_PARAMETERS}
 
@@ -63,7 +70,7 @@ def rule_context(
         "connection": connection.name if connection else None,
         "connection_id": connection.id if connection else None,
         "connection_strategy": connection.strategy if connection else None,
-        "connection_options": {k: v for k, v in (connection.options if connection else {}).items() if "secret" not in k.lower()},
+        "connection_options": {k: v for k, v in (connection.options if connection else {}).items() if not _is_secret_option(k)},
         "protocol": protocol,
         "audience": audience,
         "stats": {"logins_count": user.logins_count},

@@ -16,6 +16,7 @@ __all__ = [
     "insert_user",
     "get_user",
     "find_user_by_login",
+    "find_user_by_phone",
     "find_users_by_email",
     "list_users",
     "update_user",
@@ -74,6 +75,17 @@ async def find_user_by_login(session: AsyncSession, *, connection: str, login: s
             UserRow.connection == connection,
             or_(UserRow.email == login.lower(), UserRow.username == login),
         )
+    )
+    return await _user(session, row)
+
+
+async def find_user_by_phone(session: AsyncSession, *, connection: str, phone_number: str) -> User | None:
+    """The (oldest) user of `connection` with this phone number: passwordless SMS logins."""
+    row = await session.scalar(
+        select(UserRow)
+        .where(UserRow.connection == connection, UserRow.phone_number == phone_number)
+        .order_by(UserRow.created_at)
+        .limit(1)
     )
     return await _user(session, row)
 
