@@ -271,6 +271,10 @@ async def test_allow_remember_browser_false_challenges_every_login_and_codes_wor
     totp, _recovery, location = await enrol_totp(bastion, location)
     assert "bastion_mfa" not in bastion.http.cookies
     await exchange(bastion, client, location, verifier)
+    # Even within the SSO session the rule's requirement asks again (as Auth0 does: rules that
+    # accept an earlier factor check context.authentication.methods themselves).
+    again = await bastion.authorize(client)
+    assert again.headers["location"].startswith("/u/mfa?")
     # Every new session is challenged; the next step's code passes once.
     code = totp.at(time.time() + 30)
     location, verifier = await start_login(bastion, client, prompt="login")
@@ -282,6 +286,27 @@ async def test_allow_remember_browser_false_challenges_every_login_and_codes_wor
     assert location.startswith("/u/mfa?")
     replay = await answer_otp(bastion, location, code)
     assert replay.status_code == 400 and "already used" in replay.text
+
+
+async def test_refresh_token_rules_see_the_mfa_of_the_browser_login(bastion_sqlite):
+    bastion = bastion_sqlite
+    client = await bastion.create_client()
+    await bastion.create_user()
+    await add_rule(bastion, '''
+def rule(user, context, api):
+    if context.protocol == "oidc-basic-profile":
+        context.multifactor = {"provider": "any", "allow_remember_browser": False}
+    context.access_token["https://example.com/methods"] = [m["name"] for m in context.authentication.methods]
+''')
+    location, verifier = await start_login(bastion, client, scope="openid offline_access")
+    _totp, _recovery, location = await enrol_totp(bastion, location)
+    tokens = await exchange(bastion, client, location, verifier)
+    refreshed = await bastion.http.post("/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+        "client_id": client["client_id"], "client_secret": client["client_secret"],
+    })
+    assert refreshed.status_code == 200, refreshed.text
+    assert claims_of(refreshed.json()["access_token"])["https://example.com/methods"] == ["pwd", "mfa"]
 
 
 async def test_recovery_code_passes_once_and_is_replaced(bastion_sqlite):

@@ -271,11 +271,14 @@ async def _after_rules(
     if progress.get("denial"):
         return await _finish(services, transaction, request, LoginDenial(**progress["denial"]), context=context)
     mfa = progress.get("mfa")
-    if mfa and "mfa" not in transaction.methods:
+    # A rule's requirement is met by a factor passed in this login, or a remembered browser;
+    # `mfa` from earlier in the SSO session does not count (rules that accept it check
+    # context.authentication.methods themselves, as Auth0's require-mfa-once-per-session).
+    if mfa and not progress.get("mfa_passed"):
         if await _browser_remembered(services, transaction, request, mfa, context):
             transaction = await _move(
                 services, transaction, LoginState.DECIDED, LoginState.DECIDED,
-                methods=[*transaction.methods, "mfa"], progress={**progress, "mfa_remembered": True},
+                methods=_with_mfa(transaction.methods), progress={**progress, "mfa_passed": True, "mfa_remembered": True},
             )
             return await _after_rules(services, transaction, request, context=context)
         if "none" in request.prompt:
@@ -298,8 +301,10 @@ async def _after_rules(
         return Answer(request, redirect=_with_query(url, {"state": ticket}))
     result = LoginResult.from_json(progress["result"])
     passed_mfa = "mfa" in transaction.methods
+    auth_ms = epoch(transaction.auth_time) * 1000 if transaction.auth_time else 0
     result = replace(
         result,
+        methods=[[m, auth_ms] for m in transaction.methods],  # refresh-token rules see `mfa` too
         amr=["mfa"] if passed_mfa else [],
         acr=MFA_ACR if passed_mfa and request.acr_values and MFA_ACR in request.acr_values.split() else None,
     )
@@ -413,7 +418,14 @@ async def decline_consent(services: Services, transaction: LoginTransactionRecor
 
 async def pass_mfa(services: Services, transaction: LoginTransactionRecord) -> LoginTransactionRecord:
     """awaiting_mfa -> decided with `mfa` among the methods; `advance` takes the login on."""
-    return await _move(services, transaction, LoginState.AWAITING_MFA, LoginState.DECIDED, methods=[*transaction.methods, "mfa"])
+    return await _move(
+        services, transaction, LoginState.AWAITING_MFA, LoginState.DECIDED,
+        methods=_with_mfa(transaction.methods), progress={**transaction.progress, "mfa_passed": True},
+    )
+
+
+def _with_mfa(methods: list[str]) -> list[str]:
+    return methods if "mfa" in methods else [*methods, "mfa"]
 
 
 async def count_mfa_failure(services: Services, transaction: LoginTransactionRecord, *, limit: int) -> LoginTransactionRecord:
