@@ -548,3 +548,25 @@ async def test_first_party_application_skips_consent_unless_the_api_says_otherwi
     asked = await bastion.authorize(client, audience=api["identifier"], scope="openid read:things")
     await consent_page(bastion, asked.headers["location"])
     assert urlsplit(asked.headers["location"]).path == "/u/consent"
+
+
+async def test_a_password_alone_cannot_enrol_a_second_factor_on_an_enrolled_account(bastion_sqlite):
+    """With a factor enrolled, /u/mfa/otp/enroll sends to the challenge, and a posted enrolment is refused."""
+    bastion = bastion_sqlite
+    client = await bastion.create_client()
+    await bastion.create_user()
+    await add_rule(bastion, MFA_RULE % "False")
+    location, verifier = await start_login(bastion, client)
+    _totp, _recovery, location = await enrol_totp(bastion, location)
+    await exchange(bastion, client, location, verifier)
+    # Someone with the password only.
+    bastion.http.cookies.clear()
+    location, _ = await start_login(bastion, client)
+    state = query_of(location)["state"]
+    enrol = await bastion.http.get(f"/u/mfa/otp/enroll?state={state}")
+    assert enrol.status_code == 303 and enrol.headers["location"].startswith("/u/mfa?")
+    challenge = await bastion.http.get(enrol.headers["location"])
+    forged = await bastion.http.post(f"/u/mfa/otp/enroll?state={state}", data={
+        "state": state, "csrf_token": form_field(challenge.text, "csrf_token"), "authenticator_id": "totp|dev_x", "code": "123456",
+    })
+    assert forged.status_code == 403 and "already has a second factor" in forged.text

@@ -155,11 +155,15 @@ class MfaPages:
 
     # -- TOTP ------------------------------------------------------------------------
 
+    async def _has_factor(self, transaction: LoginTransactionRecord) -> bool:
+        factors = await enrolled_factors(self.services, transaction.user_id or "")
+        return any(f.type == "otp" or f.type in WEBAUTHN_TYPES for f in factors)
+
     async def otp_enroll(self, request: Request) -> Response:
         if request.method == "GET":
             transaction = await self.transaction(request, request.query_params.get("state"))
-            if any(f.type == "otp" for f in await enrolled_factors(self.services, transaction.user_id or "")):
-                return self._to("/u/mfa", transaction)  # one authenticator app per user; challenge it
+            if await self._has_factor(transaction):
+                return self._to("/u/mfa", transaction)  # enrolled already: the challenge, never a new factor
             user = await self.user(transaction)
             enrolment = await start_otp_enrolment(self.services, user_id=user.user_id, account_name=user.email or user.username or user.user_id)
             return self.page(
@@ -167,6 +171,9 @@ class MfaPages:
                 authenticator_id=enrolment.authenticator_id,
             )
         form, transaction = await self.form(request)
+        if await self._has_factor(transaction):
+            # A password alone must not add a factor to an account that has one (it would pass MFA).
+            raise PageError("Already enrolled", "This account already has a second factor. Go back and use it.", 403)
         try:
             recovery = await confirm_otp_enrolment(
                 self.services, user_id=transaction.user_id or "", authenticator_id=form.get("authenticator_id", ""), code=form.get("code", ""),
