@@ -28,7 +28,9 @@ from bastion.login.flow import LoginFlow
 from bastion.login.routes import LoginRoutes
 from bastion.management.app import create_management_app
 from bastion.mfa.api import MfaApi
+from bastion.mfa.duo import DuoPages
 from bastion.mfa.pages import MfaPages
+from bastion.mfa.webauthn import WebAuthnPages
 from bastion.oidc.routes import OidcRoutes
 from bastion.pages import Pages
 from bastion.passwordless.routes import PasswordlessRoutes
@@ -52,6 +54,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     oidc.flow = flow
     login = LoginRoutes(services, pages, flow)
     mfa_pages = MfaPages(services, pages, flow)
+    webauthn_pages = WebAuthnPages(mfa_pages)
+    duo_pages = DuoPages(mfa_pages)
     mfa_api = MfaApi(services)
     passwordless = PasswordlessRoutes(services, pages, flow)
     dbconnections = DbConnectionRoutes(services, pages)
@@ -95,6 +99,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *oidc.routes(),
             *login.routes(),
             *mfa_pages.routes(),
+            *webauthn_pages.routes(),
+            *duo_pages.routes(),
             *mfa_api.routes(),
             *passwordless.routes(),
             *dbconnections.routes(),

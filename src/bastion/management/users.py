@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timezone
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -13,7 +14,7 @@ from bastion.management.common import audit, services_of
 from bastion.management.paging import PageParams, list_body, page_params
 from bastion.management.schemas import UserCreate, UserUpdate
 from bastion.storage import connections as connection_store
-from bastion.storage import login_attempts, refresh_tokens, sso_sessions
+from bastion.storage import authenticators, login_attempts, refresh_tokens, sso_sessions
 from bastion.storage import users as user_store
 from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, create_database_user, user_to_json
 
@@ -160,3 +161,55 @@ async def delete_user_blocks(request: Request, user_id: str, caller: Caller = De
         await login_attempts.clear_user_blocks(session, user_id=user_id)
         await audit(session, caller, "Unblock a User", request, user_id=user_id)
     return Response(status_code=204)
+
+
+# -- MFA: what Auth0's tools call to see and reset a user's second factors ----------------
+
+_ENROLLMENT_TYPES = {"otp": "authenticator", "webauthn-roaming": "webauthn-roaming", "webauthn-platform": "webauthn-platform"}
+
+
+@router.get("/users/{user_id}/enrollments")
+async def get_user_enrollments(request: Request, user_id: str, caller: Caller = Depends(require("read:users"))):
+    """Auth0's "Get the first confirmed MFA enrollment": the user's confirmed factors (recovery codes are not enrollments)."""
+    services = services_of(request)
+    async with services.database.reader() as session:
+        if await user_store.get_user(session, user_id=user_id) is None:
+            raise _NO_USER
+        factors = await authenticators.list_authenticators(session, user_id=user_id)
+    return [
+        {
+            "id": factor.id, "status": "confirmed", "type": _ENROLLMENT_TYPES[factor.type], "auth_method": _ENROLLMENT_TYPES[factor.type],
+            "name": factor.name, "enrolled_at": _timestamp(factor.created_at),
+            **({"last_auth": _timestamp(factor.last_used_at)} if factor.last_used_at else {}),
+        }
+        for factor in factors
+        if factor.type in _ENROLLMENT_TYPES
+    ]
+
+
+@router.delete("/users/{user_id}/authenticators", status_code=204)
+async def delete_user_authenticators(request: Request, user_id: str, caller: Caller = Depends(require("delete:guardian_enrollments"))):
+    """Auth0's "Delete All Authenticators": every factor and recovery code; the next MFA login enrols again."""
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        if await user_store.get_user(session, user_id=user_id) is None:
+            raise _NO_USER
+        await authenticators.delete_user_authenticators(session, user_id=user_id)
+        await audit(session, caller, "Delete all authenticators of a User", request, user_id=user_id)
+    return Response(status_code=204)
+
+
+@router.post("/users/{user_id}/multifactor/actions/invalidate-remember-browser", status_code=204)
+async def invalidate_remember_browser(request: Request, user_id: str, caller: Caller = Depends(require("update:users"))):
+    """Auth0's "Invalidate All Remembered Browsers for MFA": every browser asks for the second factor again."""
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        if await user_store.get_user(session, user_id=user_id) is None:
+            raise _NO_USER
+        await authenticators.forget_browsers(session, user_id=user_id)
+        await audit(session, caller, "Invalidate Remember Browser for a User", request, user_id=user_id)
+    return Response(status_code=204)
+
+
+def _timestamp(moment) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
