@@ -20,7 +20,10 @@
                    rules' execution records, and the protocol answers (code, SAML response)
 
 Every step is a compare-and-set on the stored state, so it runs once, on any server
-process. What a paused step needs lives in the transaction's `progress`.
+process. What a paused step needs lives in the transaction's `progress`. What the rules
+decide is written together with the login's next stop (one write from the state they
+ran in): `decided` is stored only when a browser step hands the login back (a factor
+passed, consent declined).
 """
 
 from __future__ import annotations
@@ -143,11 +146,9 @@ async def _move(
         moved = await login_transactions.advance_login_transaction(
             session, id=transaction.id, expected_state=expected.value, changes={"state": to.value, **changes}
         )
-        if not moved:
-            raise _expired()
-        updated = await login_transactions.get_login_transaction(session, id=transaction.id)
-    assert updated is not None
-    return updated
+    if not moved:
+        raise _expired()
+    return replace(transaction, state=to.value, **changes)
 
 
 # -- authentication ------------------------------------------------------------------
@@ -183,17 +184,19 @@ async def advance(services: Services, transaction: LoginTransactionRecord, *, co
             transaction = await _move(services, transaction, state, LoginState.AWAITING_CONSENT)
             return Answer(request, redirect=f"/u/consent?{urlencode({'state': transaction.id})}")
         if state in (LoginState.AUTHENTICATED, LoginState.CONSENTED, LoginState.RESUMED):
-            transaction = await _run_rules(services, transaction, request, context=context)
-            continue
+            # What the rules decide is stored with the login's next stop (a pause, or the end),
+            # in that stop's own compare-and-set from `state`: one write, not two.
+            decided = await _run_rules(services, transaction, request, context=context)
+            return await _after_rules(services, decided, request, context=context, expected=state)
         if state is LoginState.DECIDED:
-            return await _after_rules(services, transaction, request, context=context)
+            return await _after_rules(services, transaction, request, context=context, expected=state)
         raise _expired()
 
 
 async def _run_rules(
     services: Services, transaction: LoginTransactionRecord, request: AuthorizationRequest, *, context: LoginContext
 ) -> LoginTransactionRecord:
-    """authenticated | consented | resumed -> decided: the rules run; progress keeps what they decided."""
+    """The rules run; the returned record (not stored yet) carries what they decided in `progress`."""
     state = LoginState(transaction.state)
     resumed = state is LoginState.RESUMED
     progress = dict(transaction.progress)
@@ -205,10 +208,8 @@ async def _run_rules(
             await users.record_login(session, user_id=transaction.user_id, ip=context.ip)
         user = await users.get_user(session, user_id=transaction.user_id)
     if user is None or user.blocked:
-        return await _move(
-            services, transaction, state, LoginState.DECIDED,
-            progress={**progress, "denial": LoginDenial("unauthorized", "user is blocked").to_json()},
-        )
+        return replace(transaction, progress={**progress, "denial": LoginDenial("unauthorized", "user is blocked").to_json()})
+    progress["user"] = {"name": user.email or user.username, "connection": user.connection}
     auth_ms = epoch(transaction.auth_time) * 1000
     base = LoginResult(
         user_id=user.user_id,
@@ -261,40 +262,47 @@ async def _run_rules(
         executions = list(progress.get("executions") or [])
         executions.append(run.execution_values(protocol=run.context.get("protocol", request.protocol), client_id=client.client_id, user_id=user.user_id))
         progress["executions"] = executions
-    return await _move(services, transaction, state, LoginState.DECIDED, progress=progress)
+    return replace(transaction, progress=progress)
 
 
 async def _after_rules(
-    services: Services, transaction: LoginTransactionRecord, request: AuthorizationRequest, *, context: LoginContext
+    services: Services, transaction: LoginTransactionRecord, request: AuthorizationRequest, *, context: LoginContext,
+    expected: LoginState,
 ) -> Answer:
+    """The next stop after the rules decided, moved to from `expected` (the stored state)."""
     progress = transaction.progress
     if progress.get("denial"):
-        return await _finish(services, transaction, request, LoginDenial(**progress["denial"]), context=context)
+        return await _finish(services, transaction, request, LoginDenial(**progress["denial"]), context=context, expected=expected)
     mfa = progress.get("mfa")
     # A rule's requirement is met by a factor passed in this login, or a remembered browser;
     # `mfa` from earlier in the SSO session does not count (rules that accept it check
     # context.authentication.methods themselves, as Auth0's require-mfa-once-per-session).
     if mfa and not progress.get("mfa_passed"):
         if await _browser_remembered(services, transaction, request, mfa, context):
-            transaction = await _move(
-                services, transaction, LoginState.DECIDED, LoginState.DECIDED,
-                methods=_with_mfa(transaction.methods), progress={**progress, "mfa_passed": True, "mfa_remembered": True},
+            transaction = replace(
+                transaction, methods=_with_mfa(transaction.methods), progress={**progress, "mfa_passed": True, "mfa_remembered": True},
             )
-            return await _after_rules(services, transaction, request, context=context)
+            return await _after_rules(services, transaction, request, context=context, expected=expected)
         if "none" in request.prompt:
-            return await _finish(services, transaction, request, LoginDenial("interaction_required", "Multifactor authentication required"), context=context)
-        transaction = await _move(services, transaction, LoginState.DECIDED, LoginState.AWAITING_MFA)
+            return await _finish(
+                services, transaction, request, LoginDenial("interaction_required", "Multifactor authentication required"),
+                context=context, expected=expected,
+            )
+        transaction = await _move(services, transaction, expected, LoginState.AWAITING_MFA, methods=transaction.methods, progress=progress)
         return Answer(request, redirect=f"/u/mfa?{urlencode({'state': transaction.id})}")
     if progress.get("redirect") and not progress.get("redirected"):
         if "none" in request.prompt:
-            return await _finish(services, transaction, request, LoginDenial("interaction_required", "A rule asked for an interactive step"), context=context)
+            return await _finish(
+                services, transaction, request, LoginDenial("interaction_required", "A rule asked for an interactive step"),
+                context=context, expected=expected,
+            )
         nonce = new_handle(24)
         ticket = Tickets(services.settings.secret_key or "").issue(
             CONTINUE_PURPOSE, {"t": transaction.id, "n": nonce}, ttl=services.settings.redirect_state_lifetime
         )
         url = progress["redirect"]
         transaction = await _move(
-            services, transaction, LoginState.DECIDED, LoginState.AWAITING_REDIRECT,
+            services, transaction, expected, LoginState.AWAITING_REDIRECT, methods=transaction.methods,
             progress={**progress, "redirected": True, "continue_digest": digest(nonce)},
             expires_at=_now() + timedelta(seconds=services.settings.redirect_state_lifetime),
         )
@@ -308,7 +316,7 @@ async def _after_rules(
         amr=["mfa"] if passed_mfa else [],
         acr=MFA_ACR if passed_mfa and request.acr_values and MFA_ACR in request.acr_values.split() else None,
     )
-    return await _finish(services, transaction, request, result, context=context)
+    return await _finish(services, transaction, request, result, context=context, expected=expected)
 
 
 async def _finish(
@@ -318,8 +326,9 @@ async def _finish(
     outcome: LoginResult | LoginDenial,
     *,
     context: LoginContext,
+    expected: LoginState,
 ) -> Answer:
-    """decided -> completed | failed: the SSO session, the log event, the answer."""
+    """-> completed | failed, from `expected`: the SSO session, the log event, the answer."""
     denied = isinstance(outcome, LoginDenial)
     progress = transaction.progress
     client = await services.tenant.client(request.client_id)
@@ -327,12 +336,15 @@ async def _finish(
     cookie = None
     async with services.database.transaction() as session:
         moved = await login_transactions.advance_login_transaction(
-            session, id=transaction.id, expected_state=LoginState.DECIDED.value,
+            session, id=transaction.id, expected_state=expected.value,
             changes={"state": (LoginState.FAILED if denied else LoginState.COMPLETED).value},
         )
         if not moved:
             raise _expired()
-        user = await users.get_user(session, user_id=transaction.user_id)
+        known = progress.get("user")
+        if known is None:  # the rules did not run (consent declined): look the user up for the log
+            user = await users.get_user(session, user_id=transaction.user_id)
+            known = {"name": (user.email or user.username) if user else None, "connection": user.connection if user else None}
         interaction = denied and outcome.error == "interaction_required"
         if progress.get("new_session") and not interaction:
             if context.session_cookie:
@@ -352,8 +364,8 @@ async def _finish(
         await record_event(
             session, EventType.FAILED_LOGIN if denied else EventType.SUCCESS_LOGIN,
             description=outcome.description if denied else "Successful login", user_id=transaction.user_id,
-            user_name=(user.email or user.username) if user else None, client_id=client.client_id, client_name=client.name,
-            connection=user.connection if user else None, ip=context.ip, user_agent=context.user_agent,
+            user_name=known["name"], client_id=client.client_id, client_name=client.name,
+            connection=known["connection"], ip=context.ip, user_agent=context.user_agent,
             details={"prompt": request.prompt, "sid": progress.get("sid"), "methods": list(transaction.methods)},
             rules_execution=execution,
         )
