@@ -570,3 +570,19 @@ async def test_a_password_alone_cannot_enrol_a_second_factor_on_an_enrolled_acco
         "state": state, "csrf_token": form_field(challenge.text, "csrf_token"), "authenticator_id": "totp|dev_x", "code": "123456",
     })
     assert forged.status_code == 403 and "already has a second factor" in forged.text
+
+
+async def test_duo_cannot_run_on_the_password_grant(bastion_sqlite):
+    bastion = bastion_sqlite
+    client = await bastion.create_client()
+    await bastion.create_user()
+    await add_rule(bastion, '''
+def rule(user, context, api):
+    context.multifactor = {"provider": "duo", "ikey": "DIWJ8X6AEYOR5OMC6TQ1", "skey": "s" * 40, "host": "api-x.duosecurity.com"}
+''')
+    response = await bastion.http.post("/oauth/token", data={
+        "grant_type": "password", "username": "alice@example.com", "password": PASSWORD, "scope": "openid",
+        "client_id": client["client_id"], "client_secret": client["client_secret"],
+    })
+    assert response.status_code == 403
+    assert response.json()["error"] == "interaction_required" and "mfa_token" not in response.json()
