@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
-from bastion.login.flow import LoginFlow
+from bastion.login.flow import REMEMBER_COOKIE, LoginFlow
 from bastion.login.pipeline import advance, count_mfa_failure, pass_mfa, resume_login
 from bastion.login.sso import BROWSER_COOKIE
 from bastion.login.transaction import LoginState
@@ -109,7 +109,7 @@ class MfaPages:
         if (transaction.progress.get("mfa") or {}).get("allow_remember_browser", True) and request.cookies.get(BROWSER_COOKIE):
             await remember_browser(
                 self.services, response, user_id=transaction.user_id or "", browser=request.cookies[BROWSER_COOKIE],
-                current=request.cookies.get("bastion_mfa"),
+                current=request.cookies.get(REMEMBER_COOKIE),
             )
         return response
 
