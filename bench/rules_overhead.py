@@ -349,11 +349,16 @@ def cpu_window(before: dict, after: dict, logins_per_server: int) -> dict:
 # -- the paired measurement -------------------------------------------------------------------------
 
 
+GAP_S = 0.0  # --gap-ms: an idle pause before each login, so both logins of a pair start from a quiet machine
+
+
 def timed_pair(by_name: dict[str, Side], kind: str, i: int, rng: random.Random, t0: float) -> dict:
-    """One login on A and one on B, back to back, in a random order."""
+    """One login on A and one on B, back to back (or each after the same idle gap), in a random order."""
     order = ["A", "B"] if rng.random() < 0.5 else ["B", "A"]
     pair = {"pair": i, "first": order[0], "t_s": round(time.perf_counter() - t0, 3)}
     for name in order:
+        if GAP_S:
+            time.sleep(GAP_S)
         pair[name] = login(by_name[name], kind)
     return pair
 
@@ -582,7 +587,9 @@ def report(result: dict) -> str:
         "created through the Management API with `enabled: true`, each trivial:", "",
         "```python", result["rule_script_example"].rstrip(), "```", "",
         f"- Warm-up: {p['warmup']} SSO-reuse logins and a few password logins per server, discarded.",
-        "- Measurement in **pairs**: one login on A and one on B back to back, the order inside each pair drawn at random, "
+        "- Measurement in **pairs**: one login on A and one on B "
+        + (f"each after an idle pause of {p['gap_ms']:g} ms" if p.get("gap_ms") else "back to back")
+        + ", the order inside each pair drawn at random, "
         "one login at a time from this script's process (httpx, keep-alive). Whatever the shared machine does hits A and B "
         "alike. The driver's garbage collector is paused while timing and run between chunks of "
         f"{CHUNK} pairs, where the noise is also read.",
@@ -625,6 +632,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help=f"SSO-reuse warm-up logins per server (default {FULL['warmup']})")
     parser.add_argument("--aa-pairs", type=int, help=f"A/A check pairs, 0 to skip (default {FULL['aa_pairs']}, quick {QUICK['aa_pairs']})")
     parser.add_argument("--pin", action="store_true", help="pin both servers (and their rule workers) to one CPU and the driver to the others")
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="idle pause before each login (default 0: back to back)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (pair order, bootstrap); default: drawn and reported")
     parser.add_argument("--out", type=Path, default=rp.RESULTS, help="where to write the report (default bench/results)")
@@ -632,7 +640,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def parameters(args: argparse.Namespace) -> dict:
-    p = dict(QUICK if args.quick else FULL, mode="quick" if args.quick else "full", resamples=args.resamples, pin=args.pin,
+    global GAP_S
+    GAP_S = max(args.gap_ms, 0.0) / 1000
+    p = dict(QUICK if args.quick else FULL, mode="quick" if args.quick else "full", resamples=args.resamples, pin=args.pin, gap_ms=args.gap_ms,
              seed=args.seed if args.seed is not None else random.randrange(10**6))
     for key in ("pairs", "password_pairs", "warmup", "aa_pairs"):
         if getattr(args, key) is not None:
