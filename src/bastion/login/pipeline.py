@@ -39,6 +39,7 @@ from bastion.events import EventType, record_event
 from bastion.login.rules_step import apply_rules, run_login_rules
 from bastion.login.transaction import MFA_ACR, OIDC_SCOPES, AuthorizationRequest, LoginDenial, LoginResult, LoginState, epoch
 from bastion.rules.context import RequestInfo
+from bastion.rules.engine import GENERIC_DENIAL
 from bastion.security.handles import digest, new_handle, new_id
 from bastion.security.tickets import InvalidTicket, Tickets
 from bastion.services import Services
@@ -222,9 +223,10 @@ async def _run_rules(
         methods=[[m, auth_ms] for m in transaction.methods],
     )
     callback = progress.get("callback") or {}
+    protocol = "redirect-callback" if resumed else request.protocol
     run = await run_login_rules(
         services,
-        protocol="redirect-callback" if resumed else request.protocol,
+        protocol=protocol,
         original_protocol=request.protocol if resumed else None,
         client=client, user=user, connection_name=user.connection,
         request=RequestInfo(
@@ -245,7 +247,7 @@ async def _run_rules(
             mfa, problem = normalize_multifactor(wanted)
             if problem:
                 run.outcome.warnings.append(problem)
-                progress["denial"] = LoginDenial("access_denied", "The login was stopped by a rule error. The administrator can find the details in the logs.").to_json()
+                progress["denial"] = LoginDenial("access_denied", GENERIC_DENIAL).to_json()
             else:
                 progress["mfa"] = mfa
         redirect = run.outcome.redirect if run.outcome else None
@@ -255,12 +257,12 @@ async def _run_rules(
                 run.outcome.warnings.append("context.redirect was ignored: a login redirects once (Auth0 ignores it on redirect-callback)")
             elif problem:
                 run.outcome.warnings.append(problem)
-                progress["denial"] = LoginDenial("access_denied", "The login was stopped by a rule error. The administrator can find the details in the logs.").to_json()
+                progress["denial"] = LoginDenial("access_denied", GENERIC_DENIAL).to_json()
             else:
                 progress["redirect"] = url
     if run.ran:
         executions = list(progress.get("executions") or [])
-        executions.append(run.execution_values(protocol=run.context.get("protocol", request.protocol), client_id=client.client_id, user_id=user.user_id))
+        executions.append(run.execution_values(protocol=protocol, client_id=client.client_id, user_id=user.user_id))
         progress["executions"] = executions
     return replace(transaction, progress=progress)
 
