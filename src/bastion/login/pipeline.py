@@ -22,8 +22,7 @@
 Every step is a compare-and-set on the stored state, so it runs once, on any server
 process. What a paused step needs lives in the transaction's `progress`. What the rules
 decide is written together with the login's next stop (one write from the state they
-ran in): `decided` is stored only when a browser step hands the login back (a factor
-passed, consent declined).
+ran in): `decided` is stored only when a passed factor hands the login back.
 """
 
 from __future__ import annotations
@@ -423,11 +422,11 @@ async def accept_consent(services: Services, transaction: LoginTransactionRecord
 async def decline_consent(services: Services, transaction: LoginTransactionRecord, *, context: LoginContext) -> Answer:
     """awaiting_consent -> failed: the application receives access_denied."""
     request = AuthorizationRequest.from_json(transaction.request)
-    transaction = await _move(
-        services, transaction, LoginState.AWAITING_CONSENT, LoginState.DECIDED,
+    declined = replace(
+        transaction,
         progress={**transaction.progress, "denial": LoginDenial("access_denied", "User did not authorize the request").to_json()},
     )
-    return await advance(services, transaction, context=context)
+    return await _after_rules(services, declined, request, context=context, expected=LoginState.AWAITING_CONSENT)
 
 
 async def pass_mfa(services: Services, transaction: LoginTransactionRecord) -> LoginTransactionRecord:

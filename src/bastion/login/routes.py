@@ -17,6 +17,7 @@ from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.credentials import LoginFailure, authenticate_password
 from bastion.login.flow import LoginFlow
+from bastion.login.forms import TransactionPages
 from bastion.login.pipeline import (
     accept_consent,
     advance,
@@ -25,29 +26,25 @@ from bastion.login.pipeline import (
     decline_consent,
     open_continue_state,
     resume_from_redirect,
-    resume_login,
 )
 from bastion.login.sso import BROWSER_COOKIE
 from bastion.login.transaction import AuthorizationRequest, LoginState
 from bastion.pages import Pages
 from bastion.passwordless.channels import STRATEGIES as PASSWORDLESS_STRATEGIES
 from bastion.passwordless.channels import enabled_passwordless_connections
-from bastion.security.csrf import CsrfTokens
 from bastion.services import Services
 from bastion.storage.records import Connection, LoginTransactionRecord, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
 from bastion.tenant.users import UserConflict, WeakPassword, create_database_user, is_valid_email
-from bastion.web import clean_params, client_ip, read_form, read_params
+from bastion.web import clean_params, client_ip, read_params
 
 __all__ = ["LoginRoutes"]
 
 
-class LoginRoutes:
+class LoginRoutes(TransactionPages):
     def __init__(self, services: Services, pages: Pages, flow: LoginFlow):
-        self.services = services
-        self.pages = pages
+        super().__init__(services, pages)
         self.flow = flow
-        self.csrf = CsrfTokens(services.settings.secret_key or "")
 
     def routes(self) -> list[Route]:
         return [
@@ -57,16 +54,6 @@ class LoginRoutes:
             Route("/continue", self.continue_login, methods=["GET", "POST"]),
         ]
 
-    async def _transaction(self, request: Request, state: str | None, expected: LoginState = LoginState.AWAITING_LOGIN) -> LoginTransactionRecord:
-        return await resume_login(self.services, state, browser=request.cookies.get(BROWSER_COOKIE), expected=expected)
-
-    async def _form(self, request: Request, expected: LoginState = LoginState.AWAITING_LOGIN) -> tuple[dict[str, str], LoginTransactionRecord]:
-        form = await read_form(request)
-        transaction = await self._transaction(request, form.get("state") or request.query_params.get("state"), expected)
-        if not self.csrf.verify(form.get("csrf_token"), transaction.id, request.cookies.get(BROWSER_COOKIE, "")):
-            raise PageError("Invalid request", "This form has expired or was not sent by this site. Go back and try again.", 403)
-        return form, transaction
-
     async def _connection(self, transaction: LoginTransactionRecord) -> Connection:
         request = AuthorizationRequest.from_json(transaction.request)
         name = request.connection or DEFAULT_CONNECTION
@@ -74,15 +61,6 @@ class LoginRoutes:
         if connection is None or connection.strategy != "auth0" or transaction.client_id not in connection.enabled_clients:
             raise PageError("Login unavailable", f"The connection {name} is not enabled for this application.")
         return connection
-
-    def _page(self, template: str, request: Request, transaction: LoginTransactionRecord, *, status: int = 200, **context) -> Response:
-        return self.pages.render(
-            template,
-            status=status,
-            state=transaction.id,
-            csrf_token=self.csrf.issue(transaction.id, request.cookies.get(BROWSER_COOKIE, "")),
-            **context,
-        )
 
     async def _client_name(self, transaction: LoginTransactionRecord) -> str:
         client = await self.services.tenant.client(transaction.client_id)
@@ -92,22 +70,22 @@ class LoginRoutes:
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
-            transaction = await self._transaction(request, request.query_params.get("state"))
+            transaction = await self.transaction(request, request.query_params.get("state"))
             requested = AuthorizationRequest.from_json(transaction.request).connection
             if requested in PASSWORDLESS_STRATEGIES:  # /authorize?connection=email|sms: straight to the code page
                 return RedirectResponse(f"/u/passwordless?{urlencode({'state': transaction.id, 'connection': requested})}", status_code=302)
             connection = await self._connection(transaction)
             hint = AuthorizationRequest.from_json(transaction.request).login_hint
-            return self._page(
+            return self.page(
                 "login.html", request, transaction, client_name=await self._client_name(transaction),
                 signup_allowed=not connection.options.get("disable_signup"), username=hint,
                 passwordless=await enabled_passwordless_connections(self.services, transaction.client_id),
             )
-        form, transaction = await self._form(request)
+        form, transaction = await self.form(request)
         connection = await self._connection(transaction)
         username, password = form.get("username", "").strip(), form.get("password", "")
         if not username or not password:
-            return self._page(
+            return self.page(
                 "login.html", request, transaction, status=400, client_name=await self._client_name(transaction),
                 signup_allowed=not connection.options.get("disable_signup"), username=username,
                 error="Enter your email address or username, and your password.",
@@ -119,7 +97,7 @@ class LoginRoutes:
                 ip=client_ip(request), client_id=transaction.client_id, user_agent=request.headers.get("user-agent"),
             )
         except LoginFailure as failure:
-            return self._page(
+            return self.page(
                 "login.html", request, transaction, status=400 if failure.code == "wrong_credentials" else 429,
                 client_name=await self._client_name(transaction),
                 signup_allowed=not connection.options.get("disable_signup"), username=username, error=failure.message,
@@ -131,12 +109,12 @@ class LoginRoutes:
 
     async def signup(self, request: Request) -> Response:
         if request.method == "GET":
-            transaction = await self._transaction(request, request.query_params.get("state"))
+            transaction = await self.transaction(request, request.query_params.get("state"))
             connection = await self._connection(transaction)
             if connection.options.get("disable_signup"):
                 return RedirectResponse(f"/u/login?{urlencode({'state': transaction.id})}", status_code=302)
-            return self._page("signup.html", request, transaction, client_name=await self._client_name(transaction))
-        form, transaction = await self._form(request)
+            return self.page("signup.html", request, transaction, client_name=await self._client_name(transaction))
+        form, transaction = await self.form(request)
         connection = await self._connection(transaction)
         if connection.options.get("disable_signup"):
             raise PageError("Sign-up is disabled", "This application does not accept new sign-ups.", 403)
@@ -157,7 +135,7 @@ class LoginRoutes:
                 if isinstance(problem, UserConflict):
                     error = "An account with this email address already exists. Log in instead."
         if error:
-            return self._page(
+            return self.page(
                 "signup.html", request, transaction, status=400, client_name=await self._client_name(transaction),
                 email=email, error=error,
             )
@@ -168,16 +146,16 @@ class LoginRoutes:
     async def consent(self, request: Request) -> Response:
         """The consent screen of a third-party application: accept (remembered) or decline."""
         if request.method == "GET":
-            transaction = await self._transaction(request, request.query_params.get("state"), LoginState.AWAITING_CONSENT)
+            transaction = await self.transaction(request, request.query_params.get("state"), LoginState.AWAITING_CONSENT)
             login_request = AuthorizationRequest.from_json(transaction.request)
             api = await self.services.tenant.resource_server(login_request.audience) if login_request.audience else None
             descriptions = {s.get("value"): s.get("description") for s in (api.scopes if api else []) if isinstance(s, dict)}
             scopes = [(scope, descriptions.get(scope) or _SCOPE_DESCRIPTIONS.get(scope, "")) for scope in consent_scopes(login_request, api)]
-            return self._page(
+            return self.page(
                 "consent.html", request, transaction, client_name=await self._client_name(transaction), scopes=scopes,
                 api_name=api.name if api else None,
             )
-        form, transaction = await self._form(request, LoginState.AWAITING_CONSENT)
+        form, transaction = await self.form(request, LoginState.AWAITING_CONSENT)
         context = self.flow.context(request)
         if form.get("action") == "accept":
             answer = await accept_consent(self.services, transaction, context=context)

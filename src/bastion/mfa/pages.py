@@ -25,7 +25,8 @@ from starlette.routing import Route
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.flow import REMEMBER_COOKIE, LoginFlow
-from bastion.login.pipeline import advance, count_mfa_failure, pass_mfa, resume_login
+from bastion.login.forms import TransactionPages
+from bastion.login.pipeline import advance, count_mfa_failure, pass_mfa
 from bastion.login.sso import BROWSER_COOKIE
 from bastion.login.transaction import LoginState
 from bastion.mfa.factors import (
@@ -38,11 +39,10 @@ from bastion.mfa.factors import (
 )
 from bastion.mfa.remember import remember_browser
 from bastion.pages import Pages
-from bastion.security.csrf import CsrfTokens
 from bastion.services import Services
 from bastion.storage import users
 from bastion.storage.records import LoginTransactionRecord, User
-from bastion.web import read_form
+
 
 __all__ = ["MfaPages", "MAX_MFA_FAILURES"]
 
@@ -50,12 +50,14 @@ MAX_MFA_FAILURES = 5
 WEBAUTHN_TYPES = ("webauthn-roaming", "webauthn-platform")
 
 
-class MfaPages:
+class MfaPages(TransactionPages):
+    """Its `transaction`, `form` and `page` (TransactionPages) serve webauthn.py and duo.py too."""
+
+    expected_state = LoginState.AWAITING_MFA
+
     def __init__(self, services: Services, pages: Pages, flow: LoginFlow):
-        self.services = services
-        self.pages = pages
+        super().__init__(services, pages)
         self.flow = flow
-        self.csrf = CsrfTokens(services.settings.secret_key or "")
 
     def routes(self) -> list[Route]:
         return [
@@ -67,23 +69,6 @@ class MfaPages:
         ]
 
     # -- shared by every factor (webauthn.py and duo.py use these too) ---------------
-
-    async def transaction(self, request: Request, state: str | None, expected: LoginState = LoginState.AWAITING_MFA) -> LoginTransactionRecord:
-        return await resume_login(self.services, state, browser=request.cookies.get(BROWSER_COOKIE), expected=expected)
-
-    async def form(self, request: Request, expected: LoginState = LoginState.AWAITING_MFA) -> tuple[dict[str, str], LoginTransactionRecord]:
-        """A POSTed form of an MFA page: the transaction it names, checked against its CSRF token."""
-        form = await read_form(request)
-        transaction = await self.transaction(request, form.get("state") or request.query_params.get("state"), expected)
-        if not self.csrf.verify(form.get("csrf_token"), transaction.id, request.cookies.get(BROWSER_COOKIE, "")):
-            raise PageError("Invalid request", "This form has expired or was not sent by this site. Go back and try again.", 403)
-        return form, transaction
-
-    def page(self, template: str, request: Request, transaction: LoginTransactionRecord, *, status: int = 200, **context) -> Response:
-        return self.pages.render(
-            template, status=status, state=transaction.id,
-            csrf_token=self.csrf.issue(transaction.id, request.cookies.get(BROWSER_COOKIE, "")), **context,
-        )
 
     async def user(self, transaction: LoginTransactionRecord) -> User:
         assert transaction.user_id is not None

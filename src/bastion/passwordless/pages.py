@@ -25,9 +25,9 @@ from starlette.routing import Route
 from bastion.errors import PageError
 from bastion.events import EventType
 from bastion.login.flow import LoginFlow
-from bastion.login.pipeline import advance, authenticate, resume_login
-from bastion.login.sso import BROWSER_COOKIE
-from bastion.login.transaction import AuthorizationRequest, LoginState
+from bastion.login.forms import TransactionPages
+from bastion.login.pipeline import advance, authenticate
+from bastion.login.transaction import AuthorizationRequest
 from bastion.pages import Pages
 from bastion.passwordless.channels import ConnectionUnavailable, normalize_recipient, passwordless_connection
 from bastion.passwordless.codes import IssuedCode
@@ -39,11 +39,10 @@ from bastion.passwordless.login import (
     redeem_passwordless,
     send_passwordless,
 )
-from bastion.security.csrf import CsrfTokens
 from bastion.services import Services
 from bastion.storage.records import Client, Connection, LoginTransactionRecord, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
-from bastion.web import clean_params, read_form
+from bastion.web import clean_params
 
 __all__ = ["PasswordlessPages"]
 
@@ -54,12 +53,10 @@ _REJECTED = {
 }
 
 
-class PasswordlessPages:
+class PasswordlessPages(TransactionPages):
     def __init__(self, services: Services, pages: Pages, flow: LoginFlow):
-        self.services = services
-        self.pages = pages
+        super().__init__(services, pages)
         self.flow = flow
-        self.csrf = CsrfTokens(services.settings.secret_key or "")
 
     def routes(self) -> list[Route]:
         return [
@@ -69,16 +66,6 @@ class PasswordlessPages:
         ]
 
     # -- shared ---------------------------------------------------------------------
-
-    async def _transaction(self, request: Request, state: str | None) -> LoginTransactionRecord:
-        return await resume_login(self.services, state, browser=request.cookies.get(BROWSER_COOKIE), expected=LoginState.AWAITING_LOGIN)
-
-    async def _form(self, request: Request) -> tuple[dict[str, str], LoginTransactionRecord]:
-        form = await read_form(request)
-        transaction = await self._transaction(request, form.get("state") or request.query_params.get("state"))
-        if not self.csrf.verify(form.get("csrf_token"), transaction.id, request.cookies.get(BROWSER_COOKIE, "")):
-            raise PageError("Invalid request", "This form has expired or was not sent by this site. Go back and try again.", 403)
-        return form, transaction
 
     async def _connection(self, transaction: LoginTransactionRecord, name: str | None) -> Connection:
         try:
@@ -102,9 +89,8 @@ class PasswordlessPages:
         self, template: str, request: Request, transaction: LoginTransactionRecord, connection: Connection, *, status: int = 200, **context
     ) -> Response:
         client = await self._client(transaction)
-        return self.pages.render(
-            template, status=status, state=transaction.id,
-            csrf_token=self.csrf.issue(transaction.id, request.cookies.get(BROWSER_COOKIE, "")),
+        return self.page(
+            template, request, transaction, status=status,
             connection=connection.name, client_name=client.name, password_login=await self._password_login(transaction),
             field="email" if connection.strategy == "email" else "phone_number", **context,
         )
@@ -113,11 +99,11 @@ class PasswordlessPages:
 
     async def start(self, request: Request) -> Response:
         if request.method == "GET":
-            transaction = await self._transaction(request, request.query_params.get("state"))
+            transaction = await self.transaction(request, request.query_params.get("state"))
             connection = await self._connection(transaction, request.query_params.get("connection"))
             hint = AuthorizationRequest.from_json(transaction.request).login_hint
             return await self._page("passwordless_start.html", request, transaction, connection, recipient=hint)
-        form, transaction = await self._form(request)
+        form, transaction = await self.form(request)
         connection = await self._connection(transaction, form.get("connection"))
         field = "email" if connection.strategy == "email" else "phone_number"
         send = "link" if form.get("send") == "link" and connection.strategy == "email" else "code"
@@ -154,7 +140,7 @@ class PasswordlessPages:
     # -- /u/passwordless/verify: the code -----------------------------------------------
 
     async def verify(self, request: Request) -> Response:
-        form, transaction = await self._form(request)
+        form, transaction = await self.form(request)
         connection = await self._connection(transaction, form.get("connection"))
         recipient = normalize_recipient(connection.strategy, form.get("recipient"))
         if recipient is None:
@@ -188,7 +174,7 @@ class PasswordlessPages:
     async def link(self, request: Request) -> Response:
         params = clean_params(request.query_params.multi_items())
         try:
-            transaction = await self._transaction(request, params.get("state"))
+            transaction = await self.transaction(request, params.get("state"))
         except PageError:
             raise PageError(
                 "Link not usable here",
