@@ -217,21 +217,10 @@ class TokenGrants:
             )
         except LoginFailure as failure:
             raise _password_failure(failure) from None
-        now = time.time()
-        base = LoginResult(
-            user_id=user.user_id,
-            client_id=client.client_id,
-            scopes=grant_scopes(params.get("scope", "").split(), api),
-            audience=audience,
-            auth_time=int(now),
-            amr=["pwd"],
-            methods=[["pwd", int(now * 1000)]],
-        )
-        async with self._services.database.transaction() as session:
-            await user_store.record_login(session, user_id=user.user_id, ip=context.ip)  # rules see this login counted
-            user = await user_store.get_user(session, user_id=user.user_id) or user
         try:
-            result, run = await self._run_rules("oauth2-resource-owner", client, user, base, params, context)
+            result, run, user = await self.credential_login(
+                "oauth2-resource-owner", client, user, api, params, context, method="pwd", amr=["pwd"],
+            )
         except _MfaRequired as required:
             token = await issue_mfa_token(
                 self._services, user_id=user.user_id, client_id=client.client_id, result=required.result.to_json(),
@@ -298,6 +287,29 @@ class TokenGrants:
         return await exchange_passwordless_otp(self, caller, params, context)
 
     # -- shared ------------------------------------------------------------
+
+    async def credential_login(
+        self, protocol: str, client: Client, user: User, api: ResourceServer | None, params: dict[str, str], context: LoginContext,
+        *, method: str, amr: list[str] | None = None,
+    ) -> tuple[LoginResult, RuleRun, User]:
+        """A back-channel login whose credentials were just checked (password, passwordless code):
+        the login is counted (rules see it), then the rules run. Returns the result, the rules'
+        run and the user as stored now; raises the rules' denial, or _MfaRequired."""
+        now = time.time()
+        base = LoginResult(
+            user_id=user.user_id,
+            client_id=client.client_id,
+            scopes=grant_scopes(params.get("scope", "").split(), api),
+            audience=api.identifier if api else None,
+            auth_time=int(now),
+            amr=list(amr or []),
+            methods=[[method, int(now * 1000)]],
+        )
+        async with self._services.database.transaction() as session:
+            await user_store.record_login(session, user_id=user.user_id, ip=context.ip)
+            user = await user_store.get_user(session, user_id=user.user_id) or user
+        result, run = await self._run_rules(protocol, client, user, base, params, context)
+        return result, run, user
 
     async def _run_rules(
         self, protocol: str, client: Client, user: User, base: LoginResult, params: dict[str, str], context: LoginContext

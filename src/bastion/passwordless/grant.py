@@ -14,13 +14,11 @@ with `openid`, refresh token with `offline_access`. A wrong code logs `fepotpft`
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from bastion.errors import OAuthError
 from bastion.events import EventType
-from bastion.login.pipeline import LoginContext, grant_scopes
-from bastion.login.transaction import LoginResult
+from bastion.login.pipeline import LoginContext
 from bastion.oidc.client_auth import AuthenticatedClient
 from bastion.passwordless.channels import ConnectionUnavailable, normalize_recipient, passwordless_connection
 from bastion.passwordless.login import (
@@ -31,7 +29,6 @@ from bastion.passwordless.login import (
     wrong_code_message,
 )
 from bastion.security.handles import new_id
-from bastion.storage import users as user_store
 
 if TYPE_CHECKING:
     from bastion.oidc.grants import TokenGrants
@@ -77,19 +74,7 @@ async def exchange_passwordless_otp(
     user = redeemed.user
     if user.blocked:
         raise OAuthError("unauthorized", "user is blocked", 401)
-    now = time.time()
-    base = LoginResult(
-        user_id=user.user_id,
-        client_id=client.client_id,
-        scopes=grant_scopes(params.get("scope", "").split(), api),
-        audience=audience,
-        auth_time=int(now),
-        methods=[[connection.strategy, int(now * 1000)]],
-    )
-    async with services.database.transaction() as session:
-        await user_store.record_login(session, user_id=user.user_id, ip=context.ip)  # rules see this login counted
-        user = await user_store.get_user(session, user_id=user.user_id) or user
-    result, run = await grants._run_rules(PROTOCOL, client, user, base, params, context)
+    result, run, user = await grants.credential_login(PROTOCOL, client, user, api, params, context, method=connection.strategy)
     response = await grants._issue(client, user, result, api, family_id=new_id("rtf_", 24))
     async with services.database.transaction() as session:
         await grants._record_success(
