@@ -467,7 +467,7 @@ async def test_password_grant_mfa_required_then_associate_challenge_and_otp_gran
     assert recovered.json()["recovery_code"] != enrolment["recovery_codes"][0]
 
 
-async def test_mfa_token_is_bound_to_its_client_and_refresh_grant_with_mfa_rule_needs_interaction(bastion_sqlite):
+async def test_mfa_token_is_bound_to_its_client(bastion_sqlite):
     bastion = bastion_sqlite
     grants = ["password", "refresh_token", "http://auth0.com/oauth/grant-type/mfa-otp"]
     client = await bastion.create_client(grant_types=grants)
@@ -475,8 +475,7 @@ async def test_mfa_token_is_bound_to_its_client_and_refresh_grant_with_mfa_rule_
     await bastion.create_user()
     await add_rule(bastion, '''
 def rule(user, context, api):
-    if context.protocol != "oauth2-refresh-token" or context.request.body.get("scope") == "openid offline_access":
-        context.multifactor = {"provider": "any"}
+    context.multifactor = {"provider": "any"}
 ''')
     response = await bastion.http.post("/oauth/token", data={
         "grant_type": "password", "username": "alice@example.com", "password": PASSWORD, "scope": "openid offline_access",
@@ -488,6 +487,28 @@ def rule(user, context, api):
         "client_id": other["client_id"], "client_secret": other["client_secret"],
     })
     assert stolen.status_code == 403 and stolen.json()["error"] == "invalid_grant"
+
+
+async def test_a_rule_asking_for_mfa_on_the_refresh_grant_gets_interaction_required(bastion_sqlite):
+    bastion = bastion_sqlite
+    client = await bastion.create_client()
+    await bastion.create_user()
+    await add_rule(bastion, '''
+def rule(user, context, api):
+    if context.protocol == "oauth2-refresh-token":
+        context.multifactor = {"provider": "any"}
+''')
+    tokens = await bastion.http.post("/oauth/token", data={
+        "grant_type": "password", "username": "alice@example.com", "password": PASSWORD, "scope": "openid offline_access",
+        "client_id": client["client_id"], "client_secret": client["client_secret"],
+    })
+    assert tokens.status_code == 200, tokens.text
+    refreshed = await bastion.http.post("/oauth/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens.json()["refresh_token"],
+        "client_id": client["client_id"], "client_secret": client["client_secret"],
+    })
+    assert refreshed.status_code == 403
+    assert refreshed.json()["error"] == "interaction_required" and "access_token" not in refreshed.json()
 
 
 # -- consent ------------------------------------------------------------------------------------
