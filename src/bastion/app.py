@@ -5,6 +5,7 @@
     /u/mfa/*                                                                 mfa/pages.py (+ webauthn.py, duo.py)
     /mfa/*                                                                   mfa/api.py
     /passwordless/* /u/passwordless*                                         passwordless/routes.py, pages.py
+    /samlp/*                                                                 saml/routes.py
     /dbconnections/*                                                         dbconnections.py
     /api/v2/*                                                                management/ (FastAPI)
 """
@@ -34,6 +35,7 @@ from bastion.mfa.webauthn import WebAuthnPages
 from bastion.oidc.routes import OidcRoutes
 from bastion.pages import Pages
 from bastion.passwordless.routes import PasswordlessRoutes
+from bastion.saml.routes import SAML_PROTOCOL, SamlRoutes
 from bastion.services import Services, build_services
 from bastion.settings import Settings, load_settings
 from bastion.web import BodySizeLimit, json_response
@@ -50,8 +52,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     services = services or build_services(settings)
     pages = Pages()
     oidc = OidcRoutes(services, pages)
-    flow = LoginFlow(services, responders={"oidc-basic-profile": oidc.responder})
+    saml = SamlRoutes(services, pages)
+    flow = LoginFlow(services, responders={"oidc-basic-profile": oidc.responder, SAML_PROTOCOL: saml.responder})
     oidc.flow = flow
+    saml.flow = flow
     login = LoginRoutes(services, pages, flow)
     mfa_pages = MfaPages(services, pages, flow)
     webauthn_pages = WebAuthnPages(mfa_pages)
@@ -103,6 +107,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *duo_pages.routes(),
             *mfa_api.routes(),
             *passwordless.routes(),
+            *saml.routes(),
             *dbconnections.routes(),
             Mount("/api/v2", app=create_management_app(services)),
         ],

@@ -209,8 +209,13 @@ def keys() -> None:
 
 @keys.command("rotate")
 @click.option("--alg", type=click.Choice(["RS256", "ES256", "EdDSA"]), default=None, help="Default: BASTION_SIGNING_ALG.")
-def keys_rotate(alg: str | None) -> None:
-    """Make a new current signing key; the previous one stays in the JWKS."""
+@click.option("--saml", is_flag=True, help="Rotate the SAML signing key and certificate instead.")
+def keys_rotate(alg: str | None, saml: bool) -> None:
+    """Make a new current signing key; the previous one stays published (JWKS, or SAML metadata)."""
+    if saml:
+        kid = _run(lambda services: services.saml_keys.rotate())
+        click.echo(f"new SAML signing key and certificate {kid}")
+        return
     kid = _run(lambda services: services.keyring.rotate(alg))
     click.echo(f"new signing key {kid}")
 

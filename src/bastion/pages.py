@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
@@ -35,3 +37,15 @@ class Pages:
 
     def error(self, title: str, message: str, *, status: int = 400) -> HTMLResponse:
         return self.render("error.html", status=status, title=title, message=message)
+
+    def form_post(self, action: str, fields: list[tuple[str, str]]) -> HTMLResponse:
+        """An auto-submitting form that carries `fields` to `action` (OAuth form_post, SAML HTTP-POST).
+        Its one script runs by nonce, and the form may post only to `action`'s origin."""
+        nonce = secrets.token_urlsafe(12)
+        parts = urlsplit(action)
+        return self.render(
+            "form_post.html", action=action, fields=fields, nonce=nonce,
+            headers={
+                "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; form-action {parts.scheme}://{parts.netloc}; frame-ancestors 'none'"
+            },
+        )

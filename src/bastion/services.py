@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bastion.keys.keyring import Keyring
 from bastion.mail import Mailer
+from bastion.saml.keys import SamlKeys
 from bastion.security.sealing import Sealer
 from bastion.settings import Settings
 from bastion.storage.database import Database
@@ -26,6 +27,7 @@ class Services:
     keyring: Keyring
     tenant: TenantCache
     mailer: Mailer
+    saml_keys: SamlKeys
     rules: RulesEngine = field(init=False)
 
     async def close(self) -> None:
@@ -45,6 +47,7 @@ def build_services(settings: Settings) -> Services:
         keyring=Keyring(database, sealer, default_alg=settings.signing_alg, cache_ttl=settings.cache_ttl),
         tenant=TenantCache(database, sealer, ttl=settings.cache_ttl),
         mailer=Mailer(settings),
+        saml_keys=SamlKeys(database, sealer, issuer=settings.issuer, cache_ttl=settings.cache_ttl),
     )
     from bastion.rules.engine import RulesEngine
 

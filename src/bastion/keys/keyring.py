@@ -39,7 +39,7 @@ class Keyring:
     async def ensure_keys(self) -> list[str]:
         """Generate a current key for every algorithm that has none. Returns the new kids."""
         async with self._database.transaction() as session:
-            published = await signing_keys.list_published_keys(session)
+            published = await signing_keys.list_published_keys(session, algs=ASYMMETRIC_ALGORITHMS)
             have = {k.alg for k in published if k.status == "current"}
             created = []
             for alg in ASYMMETRIC_ALGORITHMS:
@@ -76,7 +76,7 @@ class Keyring:
             if time.monotonic() - self._loaded_at < self._cache_ttl:
                 return
             async with self._database.reader() as session:
-                published = await signing_keys.list_published_keys(session)
+                published = await signing_keys.list_published_keys(session, algs=ASYMMETRIC_ALGORITHMS)
             current: dict[str, SigningKeyMaterial] = {}
             materials: dict[str, SigningKeyMaterial] = {}
             for key in published:

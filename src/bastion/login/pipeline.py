@@ -233,8 +233,9 @@ async def _run_rules(
             query=callback.get("query", {}) if resumed else request.query, body=callback.get("body", {}) if resumed else {},
         ),
         result=base,
+        saml_configuration=request.saml["configuration"] if request.saml else None,
     )
-    outcome = await apply_rules(services, run, base)
+    outcome = await apply_rules(services, run, base, saml_login=request.saml is not None)
     progress.pop("callback", None)
     progress.update(result=None, denial=None, mfa=progress.get("mfa") if resumed else None)
     if isinstance(outcome, LoginDenial):

@@ -5,7 +5,9 @@ refresh-token grants, so each protocol sees the same rules behave the same way.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
+from typing import Any
 
 from bastion.login.transaction import OIDC_SCOPES, LoginDenial, LoginResult
 from bastion.rules.context import RequestInfo, rule_context, rule_user
@@ -13,7 +15,9 @@ from bastion.rules.engine import GENERIC_DENIAL, RuleRun
 from bastion.services import Services
 from bastion.storage.records import Client, User
 
-__all__ = ["run_login_rules", "apply_rules"]
+__all__ = ["run_login_rules", "apply_rules", "SAML_RULE_KEY_PURPOSE"]
+
+SAML_RULE_KEY_PURPOSE = "saml-rule-key"
 
 
 async def run_login_rules(
@@ -26,6 +30,7 @@ async def run_login_rules(
     connection_name: str | None,
     request: RequestInfo,
     result: LoginResult,
+    saml_configuration: dict[str, Any] | None = None,
 ) -> RuleRun:
     connection = await services.tenant.connection(connection_name) if connection_name else None
     context = rule_context(
@@ -41,10 +46,12 @@ async def run_login_rules(
     )
     if original_protocol:
         context["original_protocol"] = original_protocol
+    if saml_configuration is not None:
+        context["saml_configuration"] = copy.deepcopy(saml_configuration)
     return await services.rules.run(user=rule_user(user), context=context)
 
 
-async def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> LoginResult | LoginDenial:
+async def apply_rules(services: Services, run: RuleRun, result: LoginResult, *, saml_login: bool = False) -> LoginResult | LoginDenial:
     """What the login grants after its rules, or why it does not."""
     if run.status == "denied":
         return LoginDenial(services.settings.rules_unauthorized_error, run.message or "Access denied.")
@@ -62,6 +69,16 @@ async def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> 
         if dropped:
             outcome.warnings.append(f"scopes not registered on the API were not granted: {' '.join(dropped)}")
             scopes = [s for s in scopes if s in registered]
+    saml = None
+    if saml_login:
+        # What the SAML response is built from: the final user (ad-hoc attributes included, for
+        # mappings) and saml_configuration. A signing key a rule set is sealed, since a paused
+        # login stores this.
+        configuration = run.context.get("saml_configuration")
+        configuration = dict(configuration) if isinstance(configuration, dict) else configuration
+        if isinstance(configuration, dict) and isinstance(configuration.get("key"), str):
+            configuration["key"] = services.sealer.seal(configuration["key"], purpose=SAML_RULE_KEY_PURPOSE)
+        saml = {"user": run.user, "configuration": configuration}
     return replace(
         result,
         access_scopes=scopes,
@@ -69,4 +86,5 @@ async def apply_rules(services: Services, run: RuleRun, result: LoginResult) -> 
         access_token_claims=outcome.access_token_claims,
         jti=outcome.jti,
         profile=outcome.profile,
+        saml=saml,
     )

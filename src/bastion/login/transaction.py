@@ -60,6 +60,9 @@ class AuthorizationRequest:
     login_hint: str | None = None
     protocol: str = "oidc-basic-profile"
     query: dict[str, str] = field(default_factory=dict)  # the raw request parameters, shown to rules
+    # A SAML login (protocol samlp): the AuthnRequest's id, the service provider, and the
+    # `saml_configuration` the rules start from (saml/routes.py builds it).
+    saml: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _shallow(self)
@@ -88,6 +91,7 @@ class LoginResult:
     access_scopes: list[str] | None = None  # the access token's scopes when a rule replaced them
     profile: dict[str, Any] | None = None  # standard claims from the rules' final user
     methods: list[list] = field(default_factory=list)  # [name, timestamp ms] of each authentication method
+    saml: dict[str, Any] | None = None  # a SAML login: the rules' final `user` and `saml_configuration`
 
     @property
     def token_scopes(self) -> list[str]:

@@ -82,6 +82,8 @@ async def patch_client(request: Request, client_id: str, body: ClientUpdate, cal
             changes["jwt_configuration"] = {**current.jwt_configuration, **changes["jwt_configuration"]}
         if "refresh_token" in changes:
             changes["refresh_token"] = {**current.refresh_token, **changes["refresh_token"]}
+        if "addons" in changes:  # each addon named is replaced whole; the others stay
+            changes["addons"] = {**current.addons, **changes["addons"]}
         client = await client_store.update_client(session, client_id=client_id, changes=changes)
         if body.client_secret:
             client, _ = await rotate_client_secret(session, services.sealer, client_id=client_id, secret=body.client_secret)

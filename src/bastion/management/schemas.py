@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bastion.saml.configuration import check_addon
 from bastion.tenant.users import EMAIL_PATTERN
 
 __all__ = [
@@ -52,8 +53,21 @@ class _ClientFields(_Body):
     client_metadata: dict[str, str] | None = None
     jwt_configuration: dict[str, Any] | None = None
     refresh_token: dict[str, Any] | None = None
+    addons: dict[str, Any] | None = None
 
     _urls = field_validator("callbacks", "allowed_logout_urls", "web_origins", "allowed_origins")(_check_urls)
+
+    @field_validator("addons")
+    @classmethod
+    def _addons(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Each addon is an object; `samlp` (the SAML 2.0 IdP) is checked setting by setting.
+        Other Auth0 addons are kept as sent (so exported tenants import) and have no effect."""
+        for name, addon in (value or {}).items():
+            if not isinstance(addon, dict):
+                raise ValueError(f"addons.{name} must be an object")
+        if value and "samlp" in value:
+            value = {**value, "samlp": check_addon(value["samlp"])}
+        return value
 
     @field_validator("grant_types")
     @classmethod

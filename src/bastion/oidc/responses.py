@@ -20,24 +20,10 @@ def redirect_to_client(pages: Pages, *, redirect_uri: str, response_mode: str, p
     """Send parameters to the client's redirect URI by query string or auto-submitted form."""
     fields = [(k, v) for k, v in params.items() if v is not None]
     if response_mode == "form_post":
-        nonce = new_handle(12)
-        return pages.render(
-            "form_post.html",
-            action=redirect_uri,
-            fields=fields,
-            nonce=nonce,
-            headers={
-                "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; form-action {_origin(redirect_uri)}; frame-ancestors 'none'"
-            },
-        )
+        return pages.form_post(redirect_uri, fields)
     parts = urlsplit(redirect_uri)
     query = "&".join(q for q in (parts.query, urlencode(fields)) if q)
     return RedirectResponse(urlunsplit(parts._replace(query=query)), status_code=302, headers={"Cache-Control": "no-store"})
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def issue_authorization_code(services: Services, request: AuthorizationRequest, result: LoginResult) -> str:

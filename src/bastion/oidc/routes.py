@@ -24,8 +24,8 @@ from bastion.events import EventType, record_event
 from bastion.keys.access_tokens import InvalidAccessToken, bearer_token, verify_access_token
 from bastion.keys.jose import JoseError, verify_jwt
 from bastion.login.flow import LoginFlow
-from bastion.login.pipeline import LoginContext, advance, authenticate, begin_login, session_satisfies
-from bastion.login.sso import BROWSER_COOKIE, SESSION_COOKIE, browser_id, current_sso_session, end_sso_session, set_cookie
+from bastion.login.pipeline import LoginContext
+from bastion.login.sso import SESSION_COOKIE, end_sso_session
 from bastion.oidc.authorize import RedirectError, validate_authorization_request
 from bastion.oidc.client_auth import authenticate_client
 from bastion.oidc.grants import PASSWORD_REALM_GRANT, TokenGrants
@@ -42,8 +42,6 @@ from bastion.web import clean_params, client_ip, json_response, read_params
 __all__ = ["OidcRoutes"]
 
 log = logging.getLogger("bastion.oidc")
-
-BROWSER_COOKIE_AGE = 400 * 86400
 
 
 class OidcRoutes:
@@ -77,30 +75,14 @@ class OidcRoutes:
             authorization = await validate_authorization_request(params, self.services.tenant)
         except RedirectError as error:
             return self._redirect_error(error.redirect_uri, error.response_mode, error.state, error.error, error.description)
-        browser, new_browser = browser_id(request)
-        sso = await current_sso_session(self.services, request)
-        if sso is not None and session_satisfies(authorization, sso):
-            async with self.services.database.reader() as session:
-                user = await user_store.get_user(session, user_id=sso.user_id)
-            if user is not None and not user.blocked:
-                assert self.flow is not None
-                transaction = await begin_login(self.services, authorization, browser=browser)
-                transaction = await authenticate(self.services, transaction, user=user, methods=list(sso.methods), sso=sso)
-                answer = await advance(self.services, transaction, context=self.flow.context(request, browser=browser))
-                return self._with_browser(await self.flow.respond(answer), browser, new_browser)
-        if "none" in authorization.prompt:
-            return self._redirect_error(
-                authorization.redirect_uri, authorization.response_mode, authorization.state,
-                "login_required", "Login required",
-            )
-        transaction = await begin_login(self.services, authorization, browser=browser)
-        response = RedirectResponse(f"/u/login?{urlencode({'state': transaction.id})}", status_code=302)
-        return self._with_browser(response, browser, new_browser)
+        assert self.flow is not None
 
-    def _with_browser(self, response: Response, browser: str, new_browser: bool) -> Response:
-        if new_browser:
-            set_cookie(response, self.services, BROWSER_COOKIE, browser, max_age=BROWSER_COOKIE_AGE)
-        return response
+        async def login_required() -> Response:
+            return self._redirect_error(
+                authorization.redirect_uri, authorization.response_mode, authorization.state, "login_required", "Login required",
+            )
+
+        return await self.flow.start(request, authorization, passive_failure=login_required)
 
     def _redirect_error(self, redirect_uri: str, response_mode: str, state: str | None, error: str, description: str) -> Response:
         return redirect_to_client(

@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from bastion.errors import OAuthError, PageError
 from bastion.events import EventType
-from bastion.login.flow import LoginFlow
+from bastion.login.flow import BROWSER_COOKIE_AGE, LoginFlow
 from bastion.login.pipeline import advance, authenticate, begin_login
 from bastion.login.sso import BROWSER_COOKIE, browser_id, set_cookie
 from bastion.oidc.authorize import RedirectError, validate_authorization_request
@@ -51,7 +51,6 @@ from bastion.web import clean_params, json_response, read_params
 
 __all__ = ["PasswordlessRoutes"]
 
-BROWSER_COOKIE_AGE = 400 * 86400  # as oidc/routes.py sets it
 # Parameters of the magic link that are Bastion's, not the application's authParams.
 _LINK_PARAMETERS = ("verification_code", "connection", "email", "phone_number", "client_id")
 

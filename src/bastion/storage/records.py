@@ -64,6 +64,7 @@ class Client:
     client_metadata: dict
     jwt_configuration: dict
     refresh_token: dict
+    addons: dict
     is_system: bool
     created_at: datetime
     updated_at: datetime

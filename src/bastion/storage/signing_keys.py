@@ -30,11 +30,11 @@ async def insert_signing_key(
     return record_from_row(SigningKey, row)
 
 
-async def list_published_keys(session: AsyncSession) -> list[SigningKey]:
-    """Current and previous keys (the JWKS), newest first."""
+async def list_published_keys(session: AsyncSession, *, algs: tuple[str, ...]) -> list[SigningKey]:
+    """Current and previous keys of `algs` (the JWKS, or the SAML certificates), newest first."""
     rows = await session.scalars(
         select(SigningKeyRow)
-        .where(SigningKeyRow.status.in_(["current", "previous"]))
+        .where(SigningKeyRow.status.in_(["current", "previous"]), SigningKeyRow.alg.in_(algs))
         .order_by(SigningKeyRow.created_at.desc())
     )
     return [record_from_row(SigningKey, r) for r in rows]

@@ -66,6 +66,7 @@ class ClientRow(Base):
     client_metadata: Mapped[dict] = mapped_column(default=dict)
     jwt_configuration: Mapped[dict] = mapped_column(default=dict)
     refresh_token: Mapped[dict] = mapped_column(default=dict)
+    addons: Mapped[dict] = mapped_column(default=dict)  # Auth0's addons: `samlp` (docs/saml.md)
     is_system: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

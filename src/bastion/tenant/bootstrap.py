@@ -41,6 +41,8 @@ async def prepare(services: Services, *, run_migrations: bool = True) -> None:
     created = await services.keyring.ensure_keys()
     if created:
         log.info("generated signing keys %s", ", ".join(created))
+    if await services.saml_keys.ensure_key():
+        log.info("generated the SAML signing key and certificate")
     async with services.database.transaction() as session:
         await ensure_default_connection(session)
         await _ensure_management_api(session, services)

@@ -109,6 +109,7 @@ def client_to_json(client: Client, sealer: Sealer, *, include_secret: bool = Tru
             "infinite_token_lifetime": False,
             **client.refresh_token,
         },
+        "addons": client.addons,
         "global": False,
         "is_token_endpoint_ip_header_trusted": False,
         "callback_url_template": False,
