@@ -57,6 +57,18 @@ class Record:
     def keys(self):
         return self._data.keys()
 
+    def items(self):
+        return self._data.items()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._data.update(*args, **kwargs)
+
+    def setdefault(self, name: str, default: Any = None) -> Any:
+        return self._data.setdefault(name, default)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        return self._data.pop(name, *default)
+
     def to_json(self) -> dict[str, Any]:
         return {k: (v.to_json() if isinstance(v, Record) else v) for k, v in self._data.items()}
 
@@ -64,7 +76,8 @@ class Record:
         return f"{type(self).__name__}({self._data!r})"
 
 
-_CONTEXT_RECORDS = ("request", "stats", "authentication", "authorization", "sso")
+# saml_configuration is a record too: Auth0's rules write `context.samlConfiguration.mappings = {...}`.
+_CONTEXT_RECORDS = ("request", "stats", "authentication", "authorization", "sso", "saml_configuration")
 
 
 def wrap_user(data: dict[str, Any]) -> Record:
@@ -79,7 +92,7 @@ def wrap_context(data: dict[str, Any]) -> Record:
     data = dict(data)
     for key in _CONTEXT_RECORDS:
         data[key] = Record(data.get(key) or {})
-    for key in ("access_token", "id_token", "client_metadata", "saml_configuration"):
+    for key in ("access_token", "id_token", "client_metadata"):
         data[key] = dict(data.get(key) or {})
     return Record(data)
 
