@@ -387,9 +387,11 @@ async def consent_needed(services: Services, transaction: LoginTransactionRecord
     assert client is not None and transaction.user_id is not None
     if client.is_first_party and (api is None or api.skip_consent_for_verifiable_first_party_clients):
         return False
+    wanted = consent_scopes(request, api)
+    if not wanted:  # nothing to consent to (a SAML login asks for no scopes)
+        return False
     if "consent" in request.prompt:
         return True
-    wanted = consent_scopes(request, api)
     async with services.database.reader() as session:
         grant = await user_grants.get_user_grant(
             session, user_id=transaction.user_id, client_id=client.client_id, audience=_grant_audience(services, request)
