@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.saml.keys import load_certificate
+
 __all__ = [
     "ADDON_FIELDS",
     "DEFAULT_MAPPINGS",
@@ -124,7 +126,23 @@ def _checked(snake: str, value: Any, label: str) -> Any:
         raise AddonError(f"{label} must be {HTTP_POST} or {HTTP_REDIRECT}")
     if snake == "name_identifier_probes" and not all(isinstance(p, str) for p in value):
         raise AddonError(f"{label} must be a list of attribute names")
+    if snake == "signing_cert" and not _is_certificate(value):
+        raise AddonError(f"{label} must be a PEM X.509 certificate")
+    if snake == "logout":  # the callback becomes a LogoutResponse's Destination and the form's action
+        callback = value.get("callback")
+        if callback is not None and not (isinstance(callback, str) and "://" in callback and len(callback) <= 2048):
+            raise AddonError(f"{label}.callback must be an absolute URL")
+        if not isinstance(value.get("slo_enabled", True), bool):
+            raise AddonError(f"{label}.slo_enabled must be true or false")
     return value
+
+
+def _is_certificate(pem: str) -> bool:
+    try:
+        load_certificate(pem)
+    except ValueError:
+        return False
+    return True
 
 
 def effective_configuration(addon: dict[str, Any], *, acs_url: str, sp_entity_id: str | None) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from bastion.security.sealing import Sealer
 from bastion.storage import signing_keys
 from bastion.storage.database import Database
 
-__all__ = ["SAML_ALG", "SamlKey", "SamlKeys", "self_signed_certificate", "key_pair_from_pem", "KeyPairError"]
+__all__ = ["SAML_ALG", "SamlKey", "SamlKeys", "self_signed_certificate", "key_pair_from_pem", "load_certificate", "KeyPairError"]
 
 SAML_ALG = "SAML"
 _PURPOSE = "saml-signing-key"
@@ -55,6 +55,15 @@ class SamlKey:
 
 class KeyPairError(ValueError):
     """A rule's `cert`/`key` pair that cannot sign (malformed PEM, a key that does not match)."""
+
+
+def load_certificate(pem: str) -> x509.Certificate:
+    """A certificate as operators paste it: PEM, Auth0's `\\n`-escaped one-line PEM, or bare
+    base64 (as metadata holds it). Raises ValueError."""
+    pem = pem.replace("\\n", "\n").strip()
+    if "-----BEGIN" not in pem:
+        pem = "-----BEGIN CERTIFICATE-----\n" + pem + "\n-----END CERTIFICATE-----"
+    return x509.load_pem_x509_certificate(pem.encode())
 
 
 def self_signed_certificate(private_key: rsa.RSAPrivateKey, common_name: str) -> str:

@@ -32,6 +32,8 @@ from signxml import InvalidSignature as InvalidXmlSignature
 from signxml import SignatureConfiguration, XMLVerifier
 from signxml.exceptions import InvalidInput
 
+from bastion.saml.keys import load_certificate
+
 __all__ = [
     "SAMLP",
     "SAML",
@@ -202,11 +204,8 @@ def check_issue_instant(moment: datetime, *, skew: int, max_age: int) -> None:
 
 
 def _certificate(pem: str) -> x509.Certificate:
-    pem = pem.replace("\\n", "\n").strip()
-    if "-----BEGIN" not in pem:
-        pem = "-----BEGIN CERTIFICATE-----\n" + pem + "\n-----END CERTIFICATE-----"
     try:
-        return x509.load_pem_x509_certificate(pem.encode())
+        return load_certificate(pem)
     except ValueError:
         raise SamlRequestError("The application's signing certificate (addons.samlp.signingCert) is not a valid PEM certificate.") from None
 
@@ -216,6 +215,8 @@ def check_redirect_signature(raw_query: str, certificate_pem: str, *, message_pa
     raw: dict[str, str] = {}
     for part in raw_query.split("&"):
         name, _, value = part.partition("=")
+        # Names as the parameters are read (`Relay%53tate` is RelayState): each one read must be signed.
+        name = unquote_plus(name)
         if name in raw:
             raise SamlRequestError(f"The request repeats the {name} parameter.")
         raw[name] = value

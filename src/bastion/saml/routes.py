@@ -34,7 +34,12 @@ from bastion.login.rules_step import SAML_RULE_KEY_PURPOSE
 from bastion.login.sso import SESSION_COOKIE, end_sso_session
 from bastion.login.transaction import AuthorizationRequest, LoginDenial, LoginResult
 from bastion.pages import Pages
-from bastion.saml.configuration import HTTP_POST, HTTP_REDIRECT, effective_configuration, rule_overrides
+from bastion.saml.configuration import (
+    HTTP_POST,
+    HTTP_REDIRECT,
+    effective_configuration,
+    rule_overrides,
+)
 from bastion.saml.keys import KeyPairError, SamlKey, key_pair_from_pem
 from bastion.saml.metadata import idp_metadata
 from bastion.saml.requests import (
@@ -208,7 +213,8 @@ class SamlRoutes:
         configuration["issuer"] = configuration.get("issuer") or idp_entity_id(self.services)
         if not configuration.get("audience"):  # IdP-initiated, no audience configured: the ACS URL stands in
             configuration["audience"] = acs_url
-        prompt = ["login"] if authn and authn.force_authn else ["none"] if authn and authn.is_passive else []
+        # ForceAuthn needs a fresh login; with IsPassive too it cannot have one: NoPassive (SAML Core §3.4.1).
+        prompt = (["login"] if authn and authn.force_authn else []) + (["none"] if authn and authn.is_passive else [])
         authorization = AuthorizationRequest(
             client_id=client.client_id, redirect_uri=acs_url, response_mode="form_post", scopes=[],
             state=params.get("RelayState"), prompt=prompt, connection=params.get("connection"), protocol=SAML_PROTOCOL,
