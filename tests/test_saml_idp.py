@@ -38,6 +38,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cache
 from urllib.parse import quote, unquote_plus, urlencode, urlsplit
 
+import pyotp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -694,3 +695,42 @@ async def test_rules_see_and_change_the_saml_configuration_of_one_response(basti
         else:
             assert "https://example.com/dept" not in login.attributes
     assert lifetimes == {"HR App": {timedelta(seconds=120)}, "Other App": {timedelta(seconds=3600)}}
+
+
+MFA_ON_SAML_RULE = '''
+def rule(user, context, api):
+    if context.protocol == "samlp":
+        context.multifactor = {"provider": "any", "allow_remember_browser": False}
+'''
+
+
+async def test_a_saml_login_pauses_for_mfa_and_the_response_follows_the_second_factor(bastion: Bastion):
+    """The rules ask for MFA: the browser enrols an authenticator at /u/mfa, and only then does
+    the SP receive its response (same InResponseTo and RelayState); the next login is challenged."""
+    await bastion.create_user()
+    await add_rule(bastion, MFA_ON_SAML_RULE)
+    _, metadata = await saml_app(bastion)
+    sp = make_sp(Pysaml2SP, metadata)
+    response, request_id = await send_authn_request(bastion, sp, "redirect", relay_state="after-mfa")
+    page = await bastion.http.get(response.headers["location"])
+    paused = await bastion.http.post(response.headers["location"], data={
+        "state": form_field(page.text, "state"), "csrf_token": form_field(page.text, "csrf_token"),
+        "username": "alice@example.com", "password": PASSWORD})
+    assert paused.status_code == 302 and paused.headers["location"].startswith("/u/mfa?"), paused.text
+    assert "SAMLResponse" not in paused.text
+    state = paused.headers["location"].split("state=")[1]
+    enrol_url = f"/u/mfa/otp/enroll?state={state}"
+    page = await bastion.http.get(enrol_url)
+    totp = pyotp.TOTP(page.text.split('id="otp-secret">')[1].split("<")[0])
+    fields = {k: form_field(page.text, k) for k in ("state", "csrf_token", "authenticator_id")}
+    done = await bastion.http.post(enrol_url, data={**fields, "code": totp.now()})
+    assert done.status_code == 200, done.text
+    answer = await bastion.http.post(f"/u/mfa/continue?state={state}",
+                                     data={"state": state, "csrf_token": form_field(done.text, "csrf_token")})
+    action, form = post_form(answer.text)
+    assert action == ACS and form["RelayState"] == "after-mfa"
+    login = sp.accept(form["SAMLResponse"], request_id=request_id)
+    assert login.in_response_to == request_id and login.name_id.startswith("auth0|")
+    # The next SAML login rides on the session but is challenged again (the rule does not remember).
+    response, _ = await send_authn_request(bastion, sp, "redirect")
+    assert response.status_code == 302 and response.headers["location"].startswith("/u/mfa?")
