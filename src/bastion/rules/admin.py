@@ -355,7 +355,7 @@ def _sample_client() -> Client:
         app_type="regular_web", is_first_party=True, callbacks=[], allowed_logout_urls=[], web_origins=[],
         allowed_origins=[], grant_types=["authorization_code"], token_endpoint_auth_method="client_secret_post",
         client_secret_sealed=None, client_secret_digest=None, client_metadata={}, jwt_configuration={},
-        refresh_token={}, is_system=False, created_at=now, updated_at=now,
+        refresh_token={}, addons={}, is_system=False, created_at=now, updated_at=now,
     )
 
 
