@@ -8,6 +8,7 @@
       authenticated ── consent_needed? ──> awaiting_consent            (/u/consent answers it)
       authenticated | consented ── run the rules ──> decided
                          record_login:     logins_count, last_login, last_ip (first run only)
+                         grant_for_user:   the scopes (RBAC applied) and `permissions` (login/scopes.py)
                          run_login_rules:  the enabled rules, in order, in a sandboxed worker
                          apply_rules:      claims, scopes, jti, profile -- or the denial
       resumed ── run the rules again (protocol redirect-callback) ──> decided
@@ -36,7 +37,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.rules_step import apply_rules, run_login_rules
-from bastion.login.transaction import MFA_ACR, OIDC_SCOPES, AuthorizationRequest, LoginDenial, LoginResult, LoginState, epoch
+from bastion.login.scopes import defined_scopes, grant_for_user, grant_scopes
+from bastion.login.transaction import MFA_ACR, AuthorizationRequest, LoginDenial, LoginResult, LoginState, epoch
 from bastion.rules.context import RequestInfo
 from bastion.rules.engine import GENERIC_DENIAL
 from bastion.security.handles import digest, new_handle, new_id
@@ -211,10 +213,12 @@ async def _run_rules(
         return replace(transaction, progress={**progress, "denial": LoginDenial("unauthorized", "user is blocked").to_json()})
     progress["user"] = {"name": user.email or user.username, "connection": user.connection}
     auth_ms = epoch(transaction.auth_time) * 1000
+    granted = await grant_for_user(services, user_id=user.user_id, requested=request.scopes, api=api)
     base = LoginResult(
         user_id=user.user_id,
         client_id=request.client_id,
-        scopes=grant_scopes(request.scopes, api),
+        scopes=granted.scopes,
+        permissions=granted.permissions,
         audience=request.audience,
         auth_time=epoch(transaction.auth_time),
         sid=progress.get("sid"),
@@ -400,8 +404,9 @@ async def consent_needed(services: Services, transaction: LoginTransactionRecord
 
 
 def consent_scopes(request: AuthorizationRequest, api: ResourceServer | None) -> list[str]:
-    """The scopes a consent screen lists: what the login would grant."""
-    return grant_scopes(request.scopes, api)
+    """The scopes a consent screen lists: what the login would grant, before RBAC (a user
+    consents to every requested scope the API defines; RBAC may then grant fewer)."""
+    return defined_scopes(request.scopes, api)
 
 
 def _grant_audience(services: Services, request: AuthorizationRequest) -> str:
@@ -540,17 +545,7 @@ async def _browser_remembered(
         )
 
 
-# -- scopes and sessions ---------------------------------------------------------------
-
-
-def grant_scopes(requested: list[str], api: ResourceServer | None) -> list[str]:
-    """The OIDC scopes asked for, plus the asked-for scopes the API defines (others are dropped).
-
-    A system API (the Management API) grants no scope to a user: its scopes are for
-    machine-to-machine clients with a client grant.
-    """
-    allowed = api.scope_values if api and not api.is_system else set()
-    return [s for s in requested if s in OIDC_SCOPES or s in allowed]
+# -- sessions --------------------------------------------------------------------------
 
 
 def session_satisfies(request: AuthorizationRequest, sso: SsoSession | None) -> bool:

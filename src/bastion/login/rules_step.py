@@ -13,9 +13,10 @@ from bastion.login.transaction import OIDC_SCOPES, LoginDenial, LoginResult
 from bastion.rules.context import RequestInfo, rule_context, rule_user
 from bastion.rules.engine import GENERIC_DENIAL, RuleRun
 from bastion.services import Services
+from bastion.storage import roles as role_store
 from bastion.storage.records import Client, User
 
-__all__ = ["run_login_rules", "apply_rules", "SAML_RULE_KEY_PURPOSE"]
+__all__ = ["run_login_rules", "apply_rules", "user_role_names", "SAML_RULE_KEY_PURPOSE"]
 
 SAML_RULE_KEY_PURPOSE = "saml-rule-key"
 
@@ -33,6 +34,7 @@ async def run_login_rules(
     saml_configuration: dict[str, Any] | None = None,
 ) -> RuleRun:
     connection = await services.tenant.connection(connection_name) if connection_name else None
+    roles = await user_role_names(services, user_id=user.user_id)
     context = rule_context(
         issuer=services.settings.issuer,
         protocol=protocol,
@@ -43,12 +45,23 @@ async def run_login_rules(
         session_id=result.sid,
         methods=[(m[0], m[1]) for m in result.methods],
         audience=result.audience,
+        roles=roles,
     )
     if original_protocol:
         context["original_protocol"] = original_protocol
     if saml_configuration is not None:
         context["saml_configuration"] = copy.deepcopy(saml_configuration)
     return await services.rules.run(user=rule_user(user), context=context)
+
+
+async def user_role_names(services: Services, *, user_id: str) -> list[str]:
+    """Auth0's context.authorization.roles. Read (one query) only when a rule will run and the
+    tenant has a role at all; both answers come from the tenant cache, so a login on a tenant
+    without roles, or without rules, costs nothing more."""
+    if not await services.tenant.enabled_rules() or not await services.tenant.has_roles():
+        return []
+    async with services.database.reader() as session:
+        return await role_store.user_role_names(session, user_id=user_id)
 
 
 async def apply_rules(services: Services, run: RuleRun, result: LoginResult, *, saml_login: bool = False) -> LoginResult | LoginDenial:

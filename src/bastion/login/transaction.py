@@ -92,6 +92,7 @@ class LoginResult:
     profile: dict[str, Any] | None = None  # standard claims from the rules' final user
     methods: list[list] = field(default_factory=list)  # [name, timestamp ms] of each authentication method
     saml: dict[str, Any] | None = None  # a SAML login: the rules' final `user` and `saml_configuration`
+    permissions: list[str] | None = None  # the access token's `permissions` claim (login/scopes.py)
 
     @property
     def token_scopes(self) -> list[str]:

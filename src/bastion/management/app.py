@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.errors import ManagementError
-from bastion.management import clients, connections, grants, logs, resource_servers, rules, users
+from bastion.management import clients, connections, grants, logs, resource_servers, roles, rules, users
 from bastion.services import Services
 
 __all__ = ["create_management_app"]
@@ -72,7 +72,7 @@ def create_management_app(services: Services) -> FastAPI:
                 return _error(ManagementError(400, "Payload validation error: text must not contain NUL characters or lone surrogates", "invalid_body"))
         return await call_next(request)
 
-    for module in (clients, resource_servers, connections, users, logs, rules, grants):
+    for module in (clients, resource_servers, connections, users, roles, logs, rules, grants):
         app.include_router(module.router)
 
     @app.exception_handler(ManagementError)

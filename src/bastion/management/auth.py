@@ -20,8 +20,9 @@ class Caller:
     scopes: frozenset[str]
 
 
-def require(*scopes: str):
-    """A dependency that admits a caller holding any of `scopes`."""
+def require(*scopes: str, all_of: bool = False):
+    """A dependency that admits a caller holding any of `scopes` (all of them with `all_of`,
+    as Auth0's role listings that show users need both read:users and read:roles)."""
 
     async def dependency(request: Request) -> Caller:
         services: Services = request.app.state.services
@@ -37,6 +38,8 @@ def require(*scopes: str):
             message = {"expired token": "Expired token", "invalid audience": "Bad audience"}.get(str(error), "Invalid token")
             raise ManagementError(401, message) from None
         granted = frozenset(str(claims.get("scope", "")).split())
+        if all_of and not granted.issuperset(scopes):
+            raise ManagementError(403, f"Insufficient scope, expected all of: {','.join(scopes)}", "insufficient_scope")
         if scopes and not granted.intersection(scopes):
             raise ManagementError(403, f"Insufficient scope, expected any of: {','.join(scopes)}", "insufficient_scope")
         return Caller(subject=str(claims.get("sub")), client_id=claims.get("azp"), scopes=granted)

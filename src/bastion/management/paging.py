@@ -41,7 +41,9 @@ def page_params(
     return PageParams(page, per_page, include_totals, take, from_)
 
 
-def list_body(collection: str, page: Page, items: list[dict[str, Any]], params: PageParams) -> Any:
+def list_body(collection: str, page: Page, items: list[dict[str, Any]], params: PageParams, *, length: bool = True) -> Any:
+    """The list as Auth0 answers it. `length=False` for the listings whose totals Auth0 gives as
+    `start, limit, total` only (roles, their permissions and users, a user's roles and permissions)."""
     if params.checkpoint:
         body: dict[str, Any] = {collection: items}
         if page.start + len(items) < page.total:
@@ -49,4 +51,6 @@ def list_body(collection: str, page: Page, items: list[dict[str, Any]], params: 
         return body
     if not params.include_totals:
         return items
+    if not length:
+        return {collection: items, "start": page.start, "limit": page.limit, "total": page.total}
     return {collection: items, "start": page.start, "limit": page.limit, "length": len(items), "total": page.total}

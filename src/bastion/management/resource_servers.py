@@ -11,6 +11,7 @@ from bastion.management.common import audit, services_of
 from bastion.management.paging import PageParams, list_body, page_params
 from bastion.management.schemas import ResourceServerCreate, ResourceServerUpdate
 from bastion.security.handles import new_id
+from bastion.storage import permissions as permission_store
 from bastion.storage import resource_servers as api_store
 from bastion.storage.records import ResourceServer
 
@@ -30,6 +31,8 @@ def resource_server_json(api: ResourceServer) -> dict:
         "token_lifetime_for_web": min(api.token_lifetime, 7200),
         "allow_offline_access": api.allow_offline_access,
         "skip_consent_for_verifiable_first_party_clients": api.skip_consent_for_verifiable_first_party_clients,
+        "enforce_policies": api.enforce_policies,
+        "token_dialect": api.token_dialect,
         "is_system": api.is_system,
     }
 
@@ -58,6 +61,8 @@ async def post_resource_server(request: Request, body: ResourceServerCreate, cal
             token_lifetime=body.token_lifetime or 86400,
             allow_offline_access=bool(body.allow_offline_access),
             skip_consent_for_verifiable_first_party_clients=True if body.skip_consent_for_verifiable_first_party_clients is None else body.skip_consent_for_verifiable_first_party_clients,
+            enforce_policies=bool(body.enforce_policies),
+            token_dialect=body.token_dialect or "access_token",
             is_system=False,
         )
         await audit(session, caller, "Create a resource server", request, resource_server_id=api.id)
@@ -89,6 +94,8 @@ async def patch_resource_server(request: Request, id: str, body: ResourceServerU
         if current.is_system:
             raise ManagementError(403, "The Management API cannot be modified", "operation_not_supported")
         api = await api_store.update_resource_server(session, id=current.id, changes=changes)
+        if "scopes" in changes:  # a scope the API no longer defines is no role's or user's permission any more
+            await permission_store.prune_permissions(session, resource_server_identifier=api.identifier, keep=api.scope_values)
         await audit(session, caller, "Update a resource server", request, resource_server_id=current.id)
     services.tenant.invalidate()
     return resource_server_json(api)
@@ -96,6 +103,7 @@ async def patch_resource_server(request: Request, id: str, body: ResourceServerU
 
 @router.delete("/resource-servers/{id:path}", status_code=204)
 async def delete_resource_server(request: Request, id: str, caller: Caller = Depends(require("delete:resource_servers"))):
+    """Its permissions leave every role and user with it (ON DELETE CASCADE)."""
     services = services_of(request)
     async with services.database.transaction() as session:
         current = await api_store.get_resource_server(session, id=id)

@@ -21,6 +21,11 @@ __all__ = [
     "ClientGrantUpdate",
     "UserCreate",
     "UserUpdate",
+    "RoleCreate",
+    "RoleUpdate",
+    "PermissionsBody",
+    "RoleUsersBody",
+    "UserRolesBody",
 ]
 
 AppType = Literal["regular_web", "spa", "native", "non_interactive"]
@@ -105,6 +110,8 @@ class _ResourceServerFields(_Body):
     token_lifetime: int | None = Field(None, ge=60, le=2592000)
     allow_offline_access: bool | None = None
     skip_consent_for_verifiable_first_party_clients: bool | None = None
+    enforce_policies: bool | None = None  # RBAC (docs/access-control.md)
+    token_dialect: Literal["access_token", "access_token_authz"] | None = None
 
 
 class ResourceServerCreate(_ResourceServerFields):
@@ -164,3 +171,52 @@ class UserCreate(_UserFields):
 
 class UserUpdate(_UserFields):
     connection: str | None = None
+
+
+# -- roles and permissions (docs/access-control.md) ---------------------------------------
+
+
+class RoleCreate(_Body):
+    name: str = Field(min_length=1, max_length=255)
+    description: str | None = Field(None, max_length=255)
+
+
+class RoleUpdate(_Body):
+    name: str | None = Field(None, min_length=1, max_length=255)
+    description: str | None = Field(None, max_length=255)
+
+
+class PermissionRef(_Body):
+    resource_server_identifier: str = Field(min_length=1, max_length=600)
+    permission_name: str = Field(min_length=1, max_length=280)
+
+
+class PermissionsBody(_Body):
+    """`{"permissions": [{resource_server_identifier, permission_name}, ...]}` (one at least)."""
+
+    permissions: list[PermissionRef] = Field(min_length=1)
+
+
+class RoleUsersBody(_Body):
+    users: list[str] = Field(min_length=1)
+
+    @field_validator("users")
+    @classmethod
+    def _user_ids(cls, value: list[str]) -> list[str]:
+        return _check_ids(value, 128)
+
+
+class UserRolesBody(_Body):
+    roles: list[str] = Field(min_length=1)
+
+    @field_validator("roles")
+    @classmethod
+    def _role_ids(cls, value: list[str]) -> list[str]:
+        return _check_ids(value, 64)
+
+
+def _check_ids(value: list[str], longest: int) -> list[str]:
+    for item in value:
+        if not item or len(item) > longest:
+            raise ValueError(f"{item!r} is not a valid id")
+    return value

@@ -12,10 +12,15 @@ from bastion.errors import ManagementError
 from bastion.management.auth import Caller, require
 from bastion.management.common import audit, services_of
 from bastion.management.paging import PageParams, list_body, page_params
-from bastion.management.schemas import UserCreate, UserUpdate
+from bastion.management.permissions import checked_permissions, requested_permissions, user_permission_json
+from bastion.management.roles import NO_ROLE, role_json
+from bastion.management.schemas import PermissionsBody, UserCreate, UserRolesBody, UserUpdate
 from bastion.storage import connections as connection_store
 from bastion.storage import authenticators, login_attempts, refresh_tokens, sso_sessions
+from bastion.storage import permissions as permission_store
+from bastion.storage import roles as role_store
 from bastion.storage import users as user_store
+from bastion.storage.paging import Page
 from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, create_database_user, user_to_json
 
 router = APIRouter()
@@ -160,6 +165,85 @@ async def delete_user_blocks(request: Request, user_id: str, caller: Caller = De
             raise _NO_USER
         await login_attempts.clear_user_blocks(session, user_id=user_id)
         await audit(session, caller, "Unblock a User", request, user_id=user_id)
+    return Response(status_code=204)
+
+
+# -- roles and permissions (docs/access-control.md) -----------------------------------------
+
+
+async def _existing_user(session, user_id: str) -> None:
+    if not await user_store.get_user(session, user_id=user_id):
+        raise _NO_USER
+
+
+@router.get("/users/{user_id}/roles")
+async def list_user_roles(
+    request: Request, user_id: str, params: PageParams = Depends(page_params),
+    caller: Caller = Depends(require("read:users", "read:roles", all_of=True)),
+):
+    services = services_of(request)
+    async with services.database.reader() as session:
+        await _existing_user(session, user_id)
+        page = await role_store.list_user_roles(session, user_id=user_id, page=params.page, per_page=params.per_page)
+    return list_body("roles", page, [role_json(r) for r in page.items], params, length=False)
+
+
+@router.post("/users/{user_id}/roles", status_code=204)
+async def post_user_roles(request: Request, user_id: str, body: UserRolesBody, caller: Caller = Depends(require("update:users"))):
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        await _existing_user(session, user_id)
+        if await role_store.missing_roles(session, ids=body.roles):
+            raise NO_ROLE
+        await role_store.assign_roles(session, user_ids=[user_id], role_ids=body.roles)
+        await audit(session, caller, "Assign roles to a User", request, user_id=user_id, roles=list(body.roles))
+    return Response(status_code=204)
+
+
+@router.delete("/users/{user_id}/roles", status_code=204)
+async def delete_user_roles(request: Request, user_id: str, body: UserRolesBody, caller: Caller = Depends(require("update:users"))):
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        await _existing_user(session, user_id)
+        await role_store.unassign_roles(session, user_id=user_id, role_ids=body.roles)
+        await audit(session, caller, "Remove roles from a User", request, user_id=user_id, roles=list(body.roles))
+    return Response(status_code=204)
+
+
+@router.get("/users/{user_id}/permissions")
+async def list_user_permissions(
+    request: Request, user_id: str, params: PageParams = Depends(page_params), caller: Caller = Depends(require("read:users"))
+):
+    """Direct permissions and those of the user's roles, each with its `sources` (Auth0's shape)."""
+    services = services_of(request)
+    async with services.database.reader() as session:
+        await _existing_user(session, user_id)
+        held = await permission_store.effective_permissions(session, user_id=user_id)
+    start = params.page * params.per_page
+    page = Page(held[start:start + params.per_page], start, params.per_page, len(held))
+    return list_body("permissions", page, [user_permission_json(p) for p in page.items], params, length=False)
+
+
+@router.post("/users/{user_id}/permissions", status_code=201)
+async def post_user_permissions(request: Request, user_id: str, body: PermissionsBody, caller: Caller = Depends(require("update:users"))):
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        await _existing_user(session, user_id)
+        permissions = await checked_permissions(session, body)
+        await permission_store.add_user_permissions(session, user_id=user_id, permissions=permissions)
+        await audit(session, caller, "Assign permissions to a User", request, user_id=user_id, permissions=[list(p) for p in permissions])
+    return Response(status_code=201)
+
+
+@router.delete("/users/{user_id}/permissions", status_code=204)
+async def delete_user_permissions(request: Request, user_id: str, body: PermissionsBody, caller: Caller = Depends(require("update:users"))):
+    """Removes direct assignments only; a permission the user has through a role stays."""
+    services = services_of(request)
+    permissions = requested_permissions(body)
+    async with services.database.transaction() as session:
+        await _existing_user(session, user_id)
+        await permission_store.remove_user_permissions(session, user_id=user_id, permissions=permissions)
+        await audit(session, caller, "Remove permissions from a User", request, user_id=user_id, permissions=[list(p) for p in permissions])
     return Response(status_code=204)
 
 

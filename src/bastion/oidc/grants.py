@@ -25,7 +25,8 @@ from typing import Any
 from bastion.errors import OAuthError
 from bastion.events import EventType, record_event
 from bastion.login.credentials import LoginFailure, authenticate_password
-from bastion.login.pipeline import LoginContext, grant_scopes, normalize_multifactor
+from bastion.login.pipeline import LoginContext, normalize_multifactor
+from bastion.login.scopes import grant_for_user
 from bastion.login.rules_step import apply_rules, run_login_rules
 from bastion.login.transaction import LoginDenial, LoginResult
 from bastion.rules.context import RequestInfo
@@ -152,7 +153,10 @@ class TokenGrants:
             raise _invalid_grant("Unknown or invalid refresh token.")
         user = await self._live_user(result.user_id)
         api = await self._services.tenant.resource_server(result.audience) if result.audience else None
-        base = replace(result, scopes=requested, access_scopes=None) if requested else replace(result, access_scopes=None)
+        # The permissions are read again: one taken away since the login is gone from this
+        # access token (the refresh token keeps its login's scopes, so none is added).
+        granted = await grant_for_user(self._services, user_id=user.user_id, requested=requested or result.scopes, api=api)
+        base = replace(result, scopes=granted.scopes, permissions=granted.permissions, access_scopes=None)
         result, run = await self._run_rules("oauth2-refresh-token", client, user, base, params, context)
         response = await self._issue(
             client, user, result, api, family_id=token.family_id, family_expires_at=token.expires_at,
@@ -296,10 +300,12 @@ class TokenGrants:
         the login is counted (rules see it), then the rules run. Returns the result, the rules'
         run and the user as stored now; raises the rules' denial, or _MfaRequired."""
         now = time.time()
+        granted = await grant_for_user(self._services, user_id=user.user_id, requested=params.get("scope", "").split(), api=api)
         base = LoginResult(
             user_id=user.user_id,
             client_id=client.client_id,
-            scopes=grant_scopes(params.get("scope", "").split(), api),
+            scopes=granted.scopes,
+            permissions=granted.permissions,
             audience=api.identifier if api else None,
             auth_time=int(now),
             amr=list(amr or []),
@@ -370,7 +376,7 @@ class TokenGrants:
         scopes = result.scopes
         access_token, expires_in = await self._issuer.access_token(
             client=client, subject=user.user_id, scopes=result.token_scopes, api=api,
-            extra_claims=result.access_token_claims, gty=gty, jti=result.jti,
+            extra_claims=result.access_token_claims, gty=gty, jti=result.jti, permissions=result.permissions,
         )
         response: dict[str, Any] = {"access_token": access_token}
         if "openid" in scopes:

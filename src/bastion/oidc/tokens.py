@@ -58,8 +58,11 @@ class TokenIssuer:
         extra_claims: dict[str, Any] | None = None,
         gty: str | None = None,
         jti: str | None = None,
+        permissions: list[str] | None = None,
     ) -> tuple[str, int]:
-        """A JWT access token for `api` (and /userinfo when `openid` is granted). Returns (token, expires_in)."""
+        """A JWT access token for `api` (and /userinfo when `openid` is granted). Returns (token, expires_in).
+
+        `permissions`, when given, is the `permissions` claim of Auth0's access_token_authz dialect."""
         now = int(time.time())
         lifetime = api.token_lifetime if api else self._settings.access_token_lifetime
         audiences: list[str] = [api.identifier] if api else []
@@ -78,6 +81,8 @@ class TokenIssuer:
         }
         if gty:
             claims["gty"] = gty
+        if permissions is not None:
+            claims["permissions"] = list(permissions)
         alg = api.signing_alg if api and api.signing_alg != "HS256" else None
         signer = await self._keyring.signer(alg)
         return signer.sign(claims), lifetime

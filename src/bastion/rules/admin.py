@@ -31,6 +31,7 @@ from bastion.security.handles import new_id
 from bastion.security.sealing import Sealer
 from bastion.services import Services
 from bastion.storage import clients as client_store
+from bastion.storage import roles as role_store
 from bastion.storage import rules as rule_store
 from bastion.storage import users as user_store
 from bastion.storage.records import Client, Connection, Identity, Rule, RuleExecution, User
@@ -435,9 +436,11 @@ async def try_rules(
             if stored is None:
                 raise ManagementError(404, "The user does not exist.", "inexistent_user")
             rule_input, user_record = rule_user(stored), stored
+            roles = await role_store.user_role_names(session, user_id=user_id)
         else:
             rule_input = _sample_user(user or {})
             user_record = _sample_record(rule_input)
+            roles = []
         client = _sample_client()
         if client_id is not None:
             stored_client = await client_store.get_client(session, client_id=client_id)
@@ -455,6 +458,7 @@ async def try_rules(
         user=user_record,
         session_id=new_id("try_", 16),
         methods=[("pwd", now_ms())],
+        roles=roles,
     )
     rule_context_input = _merge(default_context, context or {})
 

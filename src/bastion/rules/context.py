@@ -7,6 +7,7 @@ not know the protocols that call it.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,8 +61,10 @@ def rule_context(
     session_id: str | None,
     methods: list[tuple[str, int]],
     audience: str | None = None,
+    roles: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Auth0's context object (rules-contract.md), as plain data."""
+    """Auth0's context object (rules-contract.md), as plain data. `roles` are the names of the
+    user's roles (context.authorization.roles); the caller looks them up."""
     return {
         "tenant": urlsplit(issuer).hostname or "bastion",
         "client_id": client.client_id,
@@ -85,7 +88,7 @@ def rule_context(
             "geoip": None,
         },
         "authentication": {"methods": [{"name": name, "timestamp": timestamp} for name, timestamp in methods]},
-        "authorization": {"roles": []},
+        "authorization": {"roles": list(roles)},
         "primary_user": None,
         "access_token": {},
         "id_token": {},

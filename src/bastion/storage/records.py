@@ -25,6 +25,11 @@ __all__ = [
     "Authenticator",
     "OneTimeCode",
     "UserGrant",
+    "Role",
+    "RoleMember",
+    "Permission",
+    "PermissionSource",
+    "EffectivePermission",
 ]
 
 R = TypeVar("R")
@@ -86,10 +91,18 @@ class ResourceServer:
     skip_consent_for_verifiable_first_party_clients: bool
     is_system: bool
     created_at: datetime
+    enforce_policies: bool = False
+    token_dialect: str = "access_token"
 
     @property
     def scope_values(self) -> set[str]:
         return {s["value"] for s in self.scopes}
+
+    @property
+    def uses_permissions(self) -> bool:
+        """Whether a user's token for this API depends on the user's permissions (RBAC, or the
+        `permissions` claim). The system API never does: it grants users nothing."""
+        return not self.is_system and (self.enforce_policies or self.token_dialect == "access_token_authz")
 
 
 @dataclass(frozen=True)
@@ -285,3 +298,46 @@ class UserGrant:
     scope: list
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Role:
+    id: str
+    name: str
+    description: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RoleMember:
+    """A user as a role's member list shows it (Auth0's RoleUser)."""
+
+    user_id: str
+    email: str | None
+    name: str | None
+    picture: str | None
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A scope of an API, held by a role or a user, with what the Management API shows of it."""
+
+    resource_server_identifier: str
+    permission_name: str
+    resource_server_name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class PermissionSource:
+    """Why a user holds a permission: directly (no role), or through the role named."""
+
+    role_id: str | None = None
+    role_name: str | None = None
+
+
+@dataclass(frozen=True)
+class EffectivePermission(Permission):
+    """A permission a user holds, with every assignment that gives it (direct first, then roles by name)."""
+
+    sources: tuple[PermissionSource, ...] = ()

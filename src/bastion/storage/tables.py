@@ -84,6 +84,10 @@ class ResourceServerRow(Base):
     skip_consent_for_verifiable_first_party_clients: Mapped[bool] = mapped_column(Boolean, default=True)
     is_system: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    # Auth0's RBAC settings (docs/access-control.md): users get only the scopes they hold as
+    # permissions; `access_token_authz` adds the `permissions` claim.
+    enforce_policies: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_dialect: Mapped[str] = mapped_column(String(32), default="access_token")
 
 
 class ClientGrantRow(Base):
@@ -264,6 +268,44 @@ class UserGrantRow(Base):
     scope: Mapped[list] = mapped_column(default=list)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class RoleRow(Base):
+    """A named set of API permissions that users are given together (Auth0's roles)."""
+
+    __tablename__ = "roles"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class RolePermissionRow(Base):
+    """A permission (a scope of an API) that a role grants."""
+
+    __tablename__ = "role_permissions"
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+    resource_server_identifier: Mapped[str] = mapped_column(
+        ForeignKey("resource_servers.identifier", ondelete="CASCADE"), primary_key=True
+    )
+    permission_name: Mapped[str] = mapped_column(String(280), primary_key=True)
+
+
+class UserRoleRow(Base):
+    __tablename__ = "user_roles"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class UserPermissionRow(Base):
+    """A permission given to a user directly (not through a role)."""
+
+    __tablename__ = "user_permissions"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"), primary_key=True)
+    resource_server_identifier: Mapped[str] = mapped_column(
+        ForeignKey("resource_servers.identifier", ondelete="CASCADE"), primary_key=True
+    )
+    permission_name: Mapped[str] = mapped_column(String(280), primary_key=True)
 
 
 class LoginAttemptRow(Base):

@@ -18,6 +18,7 @@ __all__ = [
     "find_user_by_login",
     "find_user_by_phone",
     "find_users_by_email",
+    "missing_users",
     "list_users",
     "update_user",
     "delete_user",
@@ -94,6 +95,13 @@ async def find_users_by_email(session: AsyncSession, *, email: str) -> list[User
     rows = (await session.scalars(select(UserRow).where(UserRow.email == email.strip().lower()))).all()
     identities = await _identities(session, [r.user_id for r in rows])
     return [record_from_row(User, r, identities=identities[r.user_id]) for r in rows]
+
+
+async def missing_users(session: AsyncSession, *, user_ids: list[str]) -> list[str]:
+    """Those of `user_ids` that name no user."""
+    wanted = list(dict.fromkeys(user_ids))
+    found = set((await session.scalars(select(UserRow.user_id).where(UserRow.user_id.in_(wanted)))).all())
+    return [u for u in wanted if u not in found]
 
 
 async def list_users(

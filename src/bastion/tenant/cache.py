@@ -1,6 +1,6 @@
 """A short-lived, per-process cache of what every token request reads: clients,
 APIs (resource servers), client grants, connections, the enabled rules and the
-rules' configuration values.
+rules' configuration values, and whether any role exists.
 
 Entries live `ttl` seconds (BASTION_CACHE_TTL, default 5 s), so a change made on
 another server process is seen within that time; changes made through this
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bastion.security.sealing import Sealer
-from bastion.storage import clients, connections, resource_servers, rules
+from bastion.storage import clients, connections, resource_servers, roles, rules
 from bastion.storage.database import Database
 from bastion.storage.records import Client, ClientGrant, Connection, ResourceServer, Rule
 
@@ -67,6 +67,10 @@ class TenantCache:
 
     async def connection(self, name: str) -> Connection | None:
         return await self._get(("connection", name), lambda s: connections.find_connection(s, name=name))
+
+    async def has_roles(self) -> bool:
+        """Whether the tenant has any role: a login looks up its user's roles only then."""
+        return await self._get(("has-roles",), lambda s: roles.any_roles(s))
 
     async def enabled_rules(self, stage: str = "login_success") -> list[Rule]:
         return await self._get(("rules", stage), lambda s: rules.enabled_rules(s, stage=stage))
