@@ -10,7 +10,7 @@ from fastapi import Query
 from bastion.errors import ManagementError
 from bastion.storage.paging import Page
 
-__all__ = ["PageParams", "page_params", "list_body"]
+__all__ = ["PageParams", "page_params", "log_page_params", "list_body"]
 
 
 class PageParams:
@@ -29,6 +29,7 @@ class PageParams:
         else:
             self.page, self.per_page, self.offset = page, per_page, page * per_page
         self.include_totals = include_totals
+        self.cursor: str | None = None  # the logs' checkpoint: a log_id (log_page_params)
 
 
 def page_params(
@@ -39,6 +40,20 @@ def page_params(
     from_: str | None = Query(None, alias="from"),
 ) -> PageParams:
     return PageParams(page, per_page, include_totals, take, from_)
+
+
+def log_page_params(
+    page: int = Query(0, ge=0),
+    per_page: int = Query(50, ge=1, le=100),
+    include_totals: bool = Query(False),
+    take: int | None = Query(None, ge=1, le=100),
+    from_: str | None = Query(None, alias="from", max_length=64),
+) -> PageParams:
+    """The logs' paging: `from` is a log_id (Auth0's log checkpoint), not an offset."""
+    params = PageParams(page, per_page, include_totals, None, None)
+    if take is not None or from_ is not None:
+        params.checkpoint, params.per_page, params.cursor = True, take or 50, from_
+    return params
 
 
 def list_body(collection: str, page: Page, items: list[dict[str, Any]], params: PageParams, *, length: bool = True) -> Any:
