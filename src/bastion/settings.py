@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     redirect_state_lifetime: int = 3600  # a rule's redirect must come back to /continue within this
     mfa_remember_browser_days: int = 30
     mfa_token_lifetime: int = 600  # the password grant's mfa_token
+    management_rate_limit: float = 50.0  # Management API requests per second per caller and process (0: no limit)
+    management_rate_burst: int = 100  # ... and how many may come at once
     saml_clock_skew: int = 180  # seconds of clock difference allowed with service providers
     saml_request_max_age: int = 600  # an AuthnRequest older than this (plus the skew) is refused
     duo_ca_file: Path | None = None  # CA bundle for Duo's API (default: the duo_universal package's own)

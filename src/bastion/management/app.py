@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.errors import ManagementError
 from bastion.management import clients, connections, grants, logs, resource_servers, roles, rules, users
+from bastion.management.rate_limit import RateLimiter
 from bastion.services import Services
 
 __all__ = ["create_management_app"]
@@ -57,6 +58,11 @@ def create_management_app(services: Services) -> FastAPI:
     app = FastAPI(title="Bastion Management API", version="2", docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
     app.state.services = services
     app.state.trusted_proxies = tuple(ipaddress.ip_network(p, strict=False) for p in services.settings.trusted_proxies)
+    settings = services.settings
+    app.state.rate_limiter = (
+        RateLimiter(rate=settings.management_rate_limit, burst=settings.management_rate_burst)
+        if settings.management_rate_limit > 0 else None
+    )
 
     @app.middleware("http")
     async def refuse_unstorable_text(request: Request, call_next):
@@ -70,7 +76,11 @@ def create_management_app(services: Services) -> FastAPI:
                 parsed = None  # FastAPI answers the malformed body itself
             if _unstorable(parsed):
                 return _error(ManagementError(400, "Payload validation error: text must not contain NUL characters or lone surrogates", "invalid_body"))
-        return await call_next(request)
+        response = await call_next(request)
+        decision = getattr(request.state, "rate_limit", None)
+        if decision is not None:
+            response.headers.update(decision.headers())
+        return response
 
     for module in (clients, resource_servers, connections, users, roles, logs, rules, grants):
         app.include_router(module.router)

@@ -42,6 +42,13 @@ def require(*scopes: str, all_of: bool = False):
             raise ManagementError(403, f"Insufficient scope, expected all of: {','.join(scopes)}", "insufficient_scope")
         if scopes and not granted.intersection(scopes):
             raise ManagementError(403, f"Insufficient scope, expected any of: {','.join(scopes)}", "insufficient_scope")
-        return Caller(subject=str(claims.get("sub")), client_id=claims.get("azp"), scopes=granted)
+        caller = Caller(subject=str(claims.get("sub")), client_id=claims.get("azp"), scopes=granted)
+        limiter = request.app.state.rate_limiter
+        if limiter is not None:
+            decision = limiter.take(caller.client_id or caller.subject)
+            request.state.rate_limit = decision  # the middleware puts its headers on the answer
+            if not decision.allowed:
+                raise ManagementError(429, "Global limit has been reached", "too_many_requests")
+        return caller
 
     return dependency
