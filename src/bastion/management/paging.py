@@ -10,7 +10,10 @@ from fastapi import Query
 from bastion.errors import ManagementError
 from bastion.storage.paging import Page
 
-__all__ = ["PageParams", "page_params", "log_page_params", "list_body"]
+__all__ = ["PageParams", "page_params", "log_page_params", "list_body", "MAX_PAGE"]
+
+# A page number past any real list, bounded so that the offset fits a 64-bit database integer.
+MAX_PAGE = 1_000_000
 
 
 class PageParams:
@@ -21,6 +24,8 @@ class PageParams:
                 offset = int(from_ or 0)
             except ValueError:
                 raise ManagementError(400, "Invalid 'from' cursor", "invalid_query_string") from None
+            if not 0 <= offset <= MAX_PAGE * 100:
+                raise ManagementError(400, "Invalid 'from' cursor", "invalid_query_string")
             self.per_page = take or 50
             if offset % self.per_page:
                 raise ManagementError(400, "Use the 'next' cursor with the same 'take'", "invalid_query_string")
@@ -33,7 +38,7 @@ class PageParams:
 
 
 def page_params(
-    page: int = Query(0, ge=0),
+    page: int = Query(0, ge=0, le=MAX_PAGE),
     per_page: int = Query(50, ge=1, le=100),
     include_totals: bool = Query(False),
     take: int | None = Query(None, ge=1, le=100),
@@ -43,7 +48,7 @@ def page_params(
 
 
 def log_page_params(
-    page: int = Query(0, ge=0),
+    page: int = Query(0, ge=0, le=MAX_PAGE),
     per_page: int = Query(50, ge=1, le=100),
     include_totals: bool = Query(False),
     take: int | None = Query(None, ge=1, le=100),
