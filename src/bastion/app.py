@@ -2,6 +2,7 @@
 
     /authorize /oauth/* /userinfo /.well-known/* /v2/logout /oidc/logout   oidc/routes.py
     /u/login /u/signup /u/consent /continue                                  login/routes.py
+    /u/login/upstream /login/callback                                        login/upstream_routes.py
     /u/mfa/*                                                                 mfa/pages.py (+ webauthn.py, duo.py)
     /mfa/*                                                                   mfa/api.py
     /passwordless/* /u/passwordless*                                         passwordless/routes.py, pages.py
@@ -27,6 +28,7 @@ from bastion.demo import DemoRoutes
 from bastion.errors import OAuthError, PageError
 from bastion.login.flow import LoginFlow
 from bastion.login.routes import LoginRoutes
+from bastion.login.upstream_routes import UpstreamLoginRoutes
 from bastion.management.app import create_management_app
 from bastion.mfa.api import MfaApi
 from bastion.mfa.duo import DuoPages
@@ -57,6 +59,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     oidc.flow = flow
     saml.flow = flow
     login = LoginRoutes(services, pages, flow)
+    upstream_login = UpstreamLoginRoutes(services, pages, flow)
     mfa_pages = MfaPages(services, pages, flow)
     webauthn_pages = WebAuthnPages(mfa_pages)
     duo_pages = DuoPages(mfa_pages)
@@ -102,6 +105,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *demo_routes,
             *oidc.routes(),
             *login.routes(),
+            *upstream_login.routes(),
             *mfa_pages.routes(),
             *webauthn_pages.routes(),
             *duo_pages.routes(),

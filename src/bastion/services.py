@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bastion.keys.keyring import Keyring
+from bastion.login.upstream import UpstreamProviders
 from bastion.mail import Mailer
 from bastion.saml.keys import SamlKeys
 from bastion.security.sealing import Sealer
@@ -28,10 +29,14 @@ class Services:
     tenant: TenantCache
     mailer: Mailer
     saml_keys: SamlKeys
+    # Upstream OpenID Connect providers (connections `oidc`, `waad`): their HTTP client and cached
+    # metadata. A test may replace it with one on another transport before the first login.
+    upstream: UpstreamProviders = field(default_factory=UpstreamProviders)
     rules: RulesEngine = field(init=False)
 
     async def close(self) -> None:
         await self.rules.close()
+        await self.upstream.aclose()
         await self.database.dispose()
 
 

@@ -22,6 +22,8 @@ __all__ = [
     "load_private_key",
     "verify_jwt",
     "public_keyset",
+    "UPSTREAM_ALGORITHMS",
+    "verify_upstream_jwt",
     "sign_hs256",
     "verify_hs256",
 ]
@@ -75,6 +77,27 @@ def verify_jwt(token: str, keyset: KeySet, *, algorithms: list[str] | tuple[str,
     """Check the signature (and only that): returns (header, claims). Raises JoseError or ValueError."""
     registry = JWSRegistry(algorithms=list(algorithms))
     decoded = jwt.decode(token, keyset, registry=registry)
+    return dict(decoded.header), dict(decoded.claims)
+
+
+# What an upstream identity provider may sign its ID tokens with (login/upstream.py): the
+# asymmetric algorithms of RFC 7518 and EdDSA. Never `none`, never HS256 (a token MACed with
+# the client secret would let anyone holding the secret mint identities).
+UPSTREAM_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+def verify_upstream_jwt(token: str, jwks: dict, *, algorithms: list[str] | tuple[str, ...]) -> tuple[dict, dict]:
+    """An upstream provider's ID token: check the signature against its published JWKS, with
+    `algorithms` (a subset of UPSTREAM_ALGORITHMS) allowed. Returns (header, claims); the claims
+    are not checked here. Raises JoseError or ValueError (also for a JWKS that cannot be read).
+
+    Keys the JWKS marks for encryption (`use: enc`) are skipped: only signing keys may verify."""
+    allowed = [a for a in algorithms if a in UPSTREAM_ALGORITHMS]
+    if not allowed:
+        raise ValueError("no acceptable signing algorithm")
+    keys = [k for k in (jwks.get("keys") or []) if isinstance(k, dict) and k.get("use", "sig") == "sig"]
+    keyset = KeySet.import_key_set({"keys": keys})
+    decoded = jwt.decode(token, keyset, registry=JWSRegistry(algorithms=allowed))
     return dict(decoded.header), dict(decoded.claims)
 
 

@@ -4,6 +4,10 @@ Shared by the login page and the password grants, so both count failures the
 same way: after `BASTION_BRUTE_FORCE_MAX_ATTEMPTS` (10) failures for one user
 from one IP, that pair is blocked (as Auth0 does) until an administrator removes
 the block (`DELETE /api/v2/user-blocks/{id}`) or the password is changed.
+
+The password checked is that of the account it belongs to; the user who logs in is that
+account's primary when it is a linked secondary (docs/identities.md): failures are counted
+on the account whose password was wrong, `blocked` is the primary's.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from bastion.services import Services
 from bastion.storage import login_attempts
 from bastion.storage import users as user_store
 from bastion.storage.records import User
+from bastion.tenant.linking import primary_of
 
 __all__ = ["LoginFailure", "authenticate_password", "BLOCKED_MESSAGE"]
 
@@ -34,11 +39,13 @@ class LoginFailure(Exception):
 async def authenticate_password(
     services: Services, *, connection: str, login: str, password: str, ip: str, client_id: str | None, user_agent: str | None
 ) -> User:
-    """The user whose credentials these are, or LoginFailure (and the failure is logged and counted)."""
+    """The user these credentials log in (their account's primary, when it is linked), or
+    LoginFailure (and the failure is logged and counted)."""
     settings = services.settings
     async with services.database.reader() as session:
         user = await user_store.find_user_by_login(session, connection=connection, login=login)
         blocked = bool(user) and await login_attempts.is_blocked(session, user_id=user.user_id, ip=ip)
+        primary = await primary_of(session, user=user) if user else None
     if blocked:
         assert user is not None
         async with services.database.transaction() as session:
@@ -48,7 +55,7 @@ async def authenticate_password(
             )
         raise LoginFailure("too_many_attempts", BLOCKED_MESSAGE)
     password_ok = await verify_password(user.password_hash if user else None, password)
-    if user is None or not password_ok:
+    if user is None or primary is None or not password_ok:
         async with services.database.transaction() as session:
             if user is not None:
                 await login_attempts.record_failure(
@@ -62,8 +69,8 @@ async def authenticate_password(
                 user_name=login, ip=ip, client_id=client_id, connection=connection, user_agent=user_agent,
             )
         raise LoginFailure("wrong_credentials", "Wrong email or password.")
-    if user.blocked:
+    if primary.blocked:
         raise LoginFailure("blocked_user", "user is blocked")
     async with services.database.transaction() as session:
         await login_attempts.clear_failures(session, user_id=user.user_id, ip=ip)
-    return user
+    return primary

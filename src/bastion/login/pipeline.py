@@ -11,6 +11,8 @@
                          grant_for_user:   the scopes (RBAC applied) and `permissions` (login/scopes.py)
                          run_login_rules:  the enabled rules, in order, in a sandboxed worker
                          apply_rules:      claims, scopes, jti, profile -- or the denial
+                         continue_as_primary_user:  context.primary_user, only to the primary
+                                           the user is linked to (docs/identities.md)
       resumed ── run the rules again (protocol redirect-callback) ──> decided
       decided ── denial ──> failed
               ── MFA asked, not passed ──> awaiting_mfa               (/u/mfa answers it)
@@ -36,7 +38,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
-from bastion.login.rules_step import apply_rules, run_login_rules
+from bastion.login.rules_step import apply_rules, continue_as_primary_user, run_login_rules
 from bastion.login.scopes import defined_scopes, grant_for_user, grant_scopes
 from bastion.login.transaction import MFA_ACR, AuthorizationRequest, LoginDenial, LoginResult, LoginState, epoch
 from bastion.rules.context import RequestInfo
@@ -46,6 +48,7 @@ from bastion.security.tickets import InvalidTicket, Tickets
 from bastion.services import Services
 from bastion.storage import authenticators, login_transactions, sso_sessions, user_grants, users
 from bastion.storage.records import LoginTransactionRecord, ResourceServer, SsoSession, User
+from bastion.tenant.linking import primary_of
 
 __all__ = [
     "LoginContext",
@@ -162,8 +165,16 @@ async def authenticate(
     """awaiting_login -> authenticated, once.
 
     With `sso` the login rides on that live session (its methods, its auth_time, its sid);
-    without it, a new session starts when the login completes.
+    without it, a new session starts when the login completes. A linked secondary logs in as
+    its primary (tenant/linking.py): the password and passwordless checks resolve it already,
+    this catches every other way in (a session from before the link, an upstream login).
     """
+    if user.linked_to is not None:
+        async with services.database.reader() as session:
+            primary = await primary_of(session, user=user)
+        if primary is None:
+            raise PageError("Account unavailable", "This account no longer exists. Go back to the application and sign in again.")
+        user = primary
     progress = {"sid": sso.sid, "new_session": False} if sso else {"sid": new_id(length=32), "new_session": True}
     return await _move(
         services, transaction, LoginState.AWAITING_LOGIN, LoginState.AUTHENTICATED,
@@ -240,6 +251,14 @@ async def _run_rules(
         saml_configuration=request.saml["configuration"] if request.saml else None,
     )
     outcome = await apply_rules(services, run, base, saml_login=request.saml is not None)
+    # context.primary_user: the login may continue as the primary the user was just linked to;
+    # the session, the tokens and the log event are then that user's.
+    outcome, switched = await continue_as_primary_user(services, run, outcome, user=user, requested=request.scopes)
+    if switched.user_id != user.user_id:
+        async with services.database.transaction() as session:
+            await users.record_login(session, user_id=switched.user_id, ip=context.ip)
+        progress["user"] = {"name": switched.email or switched.username, "connection": switched.connection}
+        transaction = replace(transaction, user_id=switched.user_id)
     progress.pop("callback", None)
     progress.update(result=None, denial=None, mfa=progress.get("mfa") if resumed else None)
     if isinstance(outcome, LoginDenial):
@@ -294,7 +313,10 @@ async def _after_rules(
                 services, transaction, request, LoginDenial("interaction_required", "Multifactor authentication required"),
                 context=context, expected=expected,
             )
-        transaction = await _move(services, transaction, expected, LoginState.AWAITING_MFA, methods=transaction.methods, progress=progress)
+        transaction = await _move(
+            services, transaction, expected, LoginState.AWAITING_MFA,
+            user_id=transaction.user_id, methods=transaction.methods, progress=progress,
+        )
         return Answer(request, redirect=f"/u/mfa?{urlencode({'state': transaction.id})}")
     if progress.get("redirect") and not progress.get("redirected"):
         if "none" in request.prompt:
@@ -308,7 +330,7 @@ async def _after_rules(
         )
         url = progress["redirect"]
         transaction = await _move(
-            services, transaction, expected, LoginState.AWAITING_REDIRECT, methods=transaction.methods,
+            services, transaction, expected, LoginState.AWAITING_REDIRECT, user_id=transaction.user_id, methods=transaction.methods,
             progress={**progress, "redirected": True, "continue_digest": digest(nonce)},
             expires_at=_now() + timedelta(seconds=services.settings.redirect_state_lifetime),
         )
@@ -343,7 +365,7 @@ async def _finish(
     async with services.database.transaction() as session:
         moved = await login_transactions.advance_login_transaction(
             session, id=transaction.id, expected_state=expected.value,
-            changes={"state": (LoginState.FAILED if denied else LoginState.COMPLETED).value},
+            changes={"state": (LoginState.FAILED if denied else LoginState.COMPLETED).value, "user_id": transaction.user_id},
         )
         if not moved:
             raise _expired()

@@ -1,5 +1,10 @@
 """Universal login pages: /u/login, /u/signup, /u/consent, and /continue (back from a rule's redirect).
 
+/u/login offers what is enabled for the application: the password form (its database
+connection), passwordless links, and a "Continue with ..." button per upstream OpenID Connect
+connection (login/upstream_routes.py). `/authorize?connection=<name>` skips the page for a
+passwordless or upstream connection, as Auth0 does.
+
 Each page works on one login transaction (`state` in the URL), only in the browser
 that started it (binding cookie), and every POST carries a CSRF token bound to both.
 /continue carries no CSRF token: its signed, single-use `state` plays that part.
@@ -16,6 +21,12 @@ from starlette.routing import Route
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.credentials import LoginFailure, authenticate_password
+from bastion.login.federation import (
+    ConnectionUnavailable,
+    display_name,
+    enabled_upstream_connections,
+    upstream_connection,
+)
 from bastion.login.flow import LoginFlow
 from bastion.login.forms import TransactionPages
 from bastion.login.pipeline import (
@@ -29,6 +40,7 @@ from bastion.login.pipeline import (
 )
 from bastion.login.sso import BROWSER_COOKIE
 from bastion.login.transaction import AuthorizationRequest, LoginState
+from bastion.login.upstream_routes import start_path
 from bastion.pages import Pages
 from bastion.passwordless.channels import STRATEGIES as PASSWORDLESS_STRATEGIES
 from bastion.passwordless.channels import enabled_passwordless_connections
@@ -74,22 +86,17 @@ class LoginRoutes(TransactionPages):
             requested = AuthorizationRequest.from_json(transaction.request).connection
             if requested in PASSWORDLESS_STRATEGIES:  # /authorize?connection=email|sms: straight to the code page
                 return RedirectResponse(f"/u/passwordless?{urlencode({'state': transaction.id, 'connection': requested})}", status_code=302)
-            connection = await self._connection(transaction)
+            if requested and await self._is_upstream(transaction, requested):  # straight to the upstream provider
+                return RedirectResponse(start_path(transaction.id, requested), status_code=302)
             hint = AuthorizationRequest.from_json(transaction.request).login_hint
-            return self.page(
-                "login.html", request, transaction, client_name=await self._client_name(transaction),
-                signup_allowed=not connection.options.get("disable_signup"), username=hint,
-                passwordless=await enabled_passwordless_connections(self.services, transaction.client_id),
-            )
+            return await self._login_page(request, transaction, username=hint)
         form, transaction = await self.form(request)
         connection = await self._connection(transaction)
         username, password = form.get("username", "").strip(), form.get("password", "")
         if not username or not password:
-            return self.page(
-                "login.html", request, transaction, status=400, client_name=await self._client_name(transaction),
-                signup_allowed=not connection.options.get("disable_signup"), username=username,
+            return await self._login_page(
+                request, transaction, status=400, username=username,
                 error="Enter your email address or username, and your password.",
-                passwordless=await enabled_passwordless_connections(self.services, transaction.client_id),
             )
         try:
             user = await authenticate_password(
@@ -97,13 +104,42 @@ class LoginRoutes(TransactionPages):
                 ip=client_ip(request), client_id=transaction.client_id, user_agent=request.headers.get("user-agent"),
             )
         except LoginFailure as failure:
-            return self.page(
-                "login.html", request, transaction, status=400 if failure.code == "wrong_credentials" else 429,
-                client_name=await self._client_name(transaction),
-                signup_allowed=not connection.options.get("disable_signup"), username=username, error=failure.message,
-                passwordless=await enabled_passwordless_connections(self.services, transaction.client_id),
+            return await self._login_page(
+                request, transaction, status=400 if failure.code == "wrong_credentials" else 429,
+                username=username, error=failure.message,
             )
         return await self._finish(request, transaction, user)
+
+    async def _is_upstream(self, transaction: LoginTransactionRecord, name: str) -> bool:
+        try:
+            await upstream_connection(self.services, name, client_id=transaction.client_id)
+        except ConnectionUnavailable:
+            return False
+        return True
+
+    async def _login_page(
+        self, request: Request, transaction: LoginTransactionRecord, *, status: int = 200, username: str | None = None,
+        error: str | None = None,
+    ) -> Response:
+        """The login page: the password form when the database connection is enabled for the
+        application, a link per passwordless connection, a button per upstream provider."""
+        try:
+            connection: Connection | None = await self._connection(transaction)
+        except PageError:
+            connection = None
+        passwordless = await enabled_passwordless_connections(self.services, transaction.client_id)
+        upstream = [
+            (start_path(transaction.id, c.name), display_name(c))
+            for c in await enabled_upstream_connections(self.services, transaction.client_id)
+        ]
+        if connection is None and not passwordless and not upstream:
+            await self._connection(transaction)  # raises the page that says which connection is missing
+        return self.page(
+            "login.html", request, transaction, status=status, client_name=await self._client_name(transaction),
+            password_login=connection is not None,
+            signup_allowed=connection is not None and not connection.options.get("disable_signup"),
+            username=username, error=error, passwordless=passwordless, upstream=upstream,
+        )
 
     # -- /u/signup ------------------------------------------------------------
 

@@ -9,14 +9,17 @@ import copy
 from dataclasses import replace
 from typing import Any
 
+from bastion.login.scopes import grant_for_user
 from bastion.login.transaction import OIDC_SCOPES, LoginDenial, LoginResult
 from bastion.rules.context import RequestInfo, rule_context, rule_user
 from bastion.rules.engine import GENERIC_DENIAL, RuleRun
 from bastion.services import Services
+from bastion.storage import groups as group_store
 from bastion.storage import roles as role_store
+from bastion.storage import users as user_store
 from bastion.storage.records import Client, User
 
-__all__ = ["run_login_rules", "apply_rules", "user_role_names", "SAML_RULE_KEY_PURPOSE"]
+__all__ = ["run_login_rules", "apply_rules", "continue_as_primary_user", "user_authorization", "user_role_names", "SAML_RULE_KEY_PURPOSE"]
 
 SAML_RULE_KEY_PURPOSE = "saml-rule-key"
 
@@ -51,7 +54,30 @@ async def run_login_rules(
         context["original_protocol"] = original_protocol
     if saml_configuration is not None:
         context["saml_configuration"] = copy.deepcopy(saml_configuration)
-    return await services.rules.run(user=rule_user(user), context=context)
+    rule_input = rule_user(user)
+    rule_input.update(await user_authorization(services, user=user, connection_name=connection_name))
+    return await services.rules.run(user=rule_input, context=context)
+
+
+async def user_authorization(services: Services, *, user: User, connection_name: str | None) -> dict[str, list[str]]:
+    """`user.groups`, `user.roles` and `user.permissions` for rules (the Authorization Extension's
+    model, docs/access-control.md): the user's groups (direct, nested, mapped from the upstream
+    identity's `groups`), the roles of the user and of those groups, and their permissions. One
+    query, only when a rule will run and the tenant has roles or groups; `groups` is set only
+    when the tenant has groups, so a rule reading an upstream `groups` attribute keeps it."""
+    has_groups = await services.tenant.has_groups()
+    if not await services.tenant.enabled_rules() or not (has_groups or await services.tenant.has_roles()):
+        return {}
+    identity = next((i for i in user.identities if i.connection == connection_name), None)
+    async with services.database.reader() as session:
+        found = await group_store.user_authorization(
+            session, user_id=user.user_id, connection=connection_name,
+            upstream_groups=identity.profile_data.get("groups") if identity else None,
+        )
+    values = {"roles": found.roles, "permissions": found.permissions}
+    if has_groups:
+        values["groups"] = found.groups
+    return values
 
 
 async def user_role_names(services: Services, *, user_id: str) -> list[str]:
@@ -101,3 +127,48 @@ async def apply_rules(services: Services, run: RuleRun, result: LoginResult, *, 
         profile=outcome.profile,
         saml=saml,
     )
+
+
+async def continue_as_primary_user(
+    services: Services,
+    run: RuleRun,
+    outcome: LoginResult | LoginDenial,
+    *,
+    user: User,
+    requested: list[str],
+) -> tuple[LoginResult | LoginDenial, User]:
+    """Auth0's `context.primary_user`: a rule that linked the logging-in user to another
+    account names that account, and the login continues as it. Returns the outcome and the
+    user the login is now for.
+
+    Only towards the primary the logging-in user is linked to, read now (so a link made
+    during the login counts): a rule must not be able to log anyone in as an arbitrary user
+    id. Anything else fails the login closed, with a warning on the execution record. The
+    scopes and permissions are those of the new user; the profile claims come from its stored
+    profile (the rules' changes were made to the other user's).
+    """
+    wanted = run.outcome.primary_user if run.outcome is not None else None
+    if isinstance(outcome, LoginDenial) or wanted is None or wanted == user.user_id:
+        return outcome, user
+    assert run.outcome is not None
+    target = None
+    if isinstance(wanted, str):
+        async with services.database.reader() as session:
+            current = await user_store.get_user(session, user_id=user.user_id)
+            target = await user_store.get_user(session, user_id=wanted)
+        if current is None or target is None or target.linked_to is not None or current.linked_to != target.user_id:
+            target = None
+    if target is None:
+        run.outcome.warnings.append(
+            f"context.primary_user {wanted!r} was refused: it must be the id of the user that {user.user_id} is linked to"
+        )
+        return LoginDenial("access_denied", GENERIC_DENIAL), user
+    if target.blocked:
+        return LoginDenial("unauthorized", "user is blocked"), user
+    api = await services.tenant.resource_server(outcome.audience) if outcome.audience else None
+    granted = await grant_for_user(services, user_id=target.user_id, requested=requested, api=api)
+    saml = {**outcome.saml, "user": rule_user(target)} if outcome.saml is not None else None
+    switched = replace(
+        outcome, user_id=target.user_id, scopes=granted.scopes, permissions=granted.permissions, profile=None, saml=saml,
+    )
+    return switched, target

@@ -1,4 +1,5 @@
-"""/api/v2/connections."""
+"""/api/v2/connections, in Auth0's shape; an upstream connection's client secret is sealed at
+rest and never shown (tenant/connections.py)."""
 
 from __future__ import annotations
 
@@ -13,24 +14,15 @@ from bastion.management.schemas import ConnectionCreate, ConnectionUpdate
 from bastion.security.handles import new_id
 from bastion.storage import connections as connection_store
 from bastion.storage import users as user_store
-from bastion.storage.records import Connection
+from bastion.tenant.connections import (
+    InvalidOptions,
+    connection_to_json,
+    prepare_options,
+)
 
 router = APIRouter()
 
 _NOT_FOUND = ManagementError(404, "The connection does not exist", "inexistent_connection")
-
-
-def connection_json(connection: Connection) -> dict:
-    return {
-        "id": connection.id,
-        "name": connection.name,
-        "display_name": connection.name,
-        "strategy": connection.strategy,
-        "options": connection.options,
-        "enabled_clients": connection.enabled_clients,
-        "is_domain_connection": connection.is_domain_connection,
-        "realms": [connection.name],
-    }
 
 
 @router.get("/connections")
@@ -46,22 +38,26 @@ async def list_connections(
         page = await connection_store.list_connections(
             session, page=params.page, per_page=params.per_page, strategies=strategy, name=name
         )
-    return list_body("connections", page, [connection_json(c) for c in page.items], params)
+    return list_body("connections", page, [connection_to_json(c) for c in page.items], params)
 
 
 @router.post("/connections", status_code=201)
 async def post_connection(request: Request, body: ConnectionCreate, caller: Caller = Depends(require("create:connections"))):
     services = services_of(request)
+    try:
+        options = prepare_options(services.sealer, body.strategy, body.options, display_name=body.display_name)
+    except InvalidOptions as problem:
+        raise ManagementError(400, str(problem), "invalid_body") from None
     async with services.database.transaction() as session:
         if await connection_store.find_connection(session, name=body.name):
             raise ManagementError(409, "A connection with the same name already exists", "connection_conflict")
         connection = await connection_store.insert_connection(
-            session, id=new_id("con_"), name=body.name, strategy=body.strategy, options=body.options,
+            session, id=new_id("con_"), name=body.name, strategy=body.strategy, options=options,
             enabled_clients=body.enabled_clients, is_domain_connection=body.is_domain_connection,
         )
         await audit(session, caller, "Create a connection", request, connection_id=connection.id)
     services.tenant.invalidate()
-    return connection_json(connection)
+    return connection_to_json(connection)
 
 
 @router.get("/connections/{id}")
@@ -71,20 +67,30 @@ async def get_connection(request: Request, id: str, caller: Caller = Depends(req
         connection = await connection_store.get_connection(session, id=id)
     if connection is None:
         raise _NOT_FOUND
-    return connection_json(connection)
+    return connection_to_json(connection)
 
 
 @router.patch("/connections/{id}")
 async def patch_connection(request: Request, id: str, body: ConnectionUpdate, caller: Caller = Depends(require("update:connections"))):
     services = services_of(request)
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+    display_name = changes.pop("display_name", None)
     async with services.database.transaction() as session:
-        connection = await connection_store.update_connection(session, id=id, changes=changes)
-        if connection is None:
+        current = await connection_store.get_connection(session, id=id)
+        if current is None:
             raise _NOT_FOUND
+        if "options" in changes or display_name is not None:
+            try:
+                changes["options"] = prepare_options(
+                    services.sealer, current.strategy, changes.get("options"), current=current.options, display_name=display_name,
+                )
+            except InvalidOptions as problem:
+                raise ManagementError(400, str(problem), "invalid_body") from None
+        connection = await connection_store.update_connection(session, id=id, changes=changes)
+        assert connection is not None
         await audit(session, caller, "Update a connection", request, connection_id=id)
     services.tenant.invalidate()
-    return connection_json(connection)
+    return connection_to_json(connection)
 
 
 @router.delete("/connections/{id}", status_code=204)

@@ -21,6 +21,7 @@ __all__ = [
     "ClientGrantUpdate",
     "UserCreate",
     "UserUpdate",
+    "LinkIdentityBody",
     "RoleCreate",
     "RoleUpdate",
     "PermissionsBody",
@@ -125,6 +126,7 @@ class ResourceServerUpdate(_ResourceServerFields):
 
 class ConnectionCreate(_Body):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?$")
+    display_name: str | None = Field(None, min_length=1, max_length=128)
     strategy: str = Field(min_length=1, max_length=64)
     options: dict[str, Any] = Field(default_factory=dict)
     enabled_clients: list[str] = Field(default_factory=list)
@@ -132,6 +134,7 @@ class ConnectionCreate(_Body):
 
 
 class ConnectionUpdate(_Body):
+    display_name: str | None = Field(None, min_length=1, max_length=128)
     options: dict[str, Any] | None = None
     enabled_clients: list[str] | None = None
     is_domain_connection: bool | None = None
@@ -171,6 +174,18 @@ class UserCreate(_UserFields):
 
 class UserUpdate(_UserFields):
     connection: str | None = None
+
+
+class LinkIdentityBody(_Body):
+    """Auth0's link request: the secondary by `provider` and `user_id` (its identity's id, or its
+    full user id), optionally `connection_id`; or `link_with`, the secondary's ID token.
+    `force` is Bastion's: link even when an email is not verified (docs/identities.md)."""
+
+    provider: str | None = Field(None, min_length=1, max_length=64)
+    user_id: str | int | None = None  # Auth0's SDKs send a string; older clients sent numbers
+    connection_id: str | None = Field(None, min_length=1, max_length=64)
+    link_with: str | None = Field(None, min_length=1, max_length=16_384)
+    force: bool = False
 
 
 # -- roles and permissions (docs/access-control.md) ---------------------------------------

@@ -1,4 +1,8 @@
-"""/api/v2/users, /api/v2/users-by-email and /api/v2/user-blocks."""
+"""/api/v2/users, /api/v2/users-by-email and /api/v2/user-blocks.
+
+A linked secondary user (docs/identities.md) is no user of its own here, as in Auth0: every
+`/users/{id}` path answers 404 for it; it shows in its primary's `identities`.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +18,31 @@ from bastion.management.common import audit, services_of
 from bastion.management.paging import PageParams, list_body, page_params
 from bastion.management.permissions import checked_permissions, requested_permissions, user_permission_json
 from bastion.management.roles import NO_ROLE, role_json
-from bastion.management.schemas import PermissionsBody, UserCreate, UserRolesBody, UserUpdate
+from bastion.management.schemas import LinkIdentityBody, PermissionsBody, UserCreate, UserRolesBody, UserUpdate
 from bastion.storage import connections as connection_store
 from bastion.storage import authenticators, login_attempts, refresh_tokens, sso_sessions
 from bastion.storage import permissions as permission_store
 from bastion.storage import roles as role_store
 from bastion.storage import users as user_store
+from bastion.keys.access_tokens import InvalidAccessToken, verify_access_token
 from bastion.storage.paging import Page
-from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, create_database_user, user_to_json
+from bastion.storage.records import User
+from bastion.tenant.linking import LinkRefused, link_accounts, unlink_account
+from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, create_database_user, identity_to_json, user_to_json
 
 router = APIRouter()
 
 _NO_USER = ManagementError(404, "The user does not exist.", "inexistent_user")
 # The subset of Auth0's user search (Lucene) that maps to indexed columns: email:"x" and connection:"y".
 _QUERY_TERM = re.compile(r'^\s*(email|connection|identities\.connection)\s*:\s*"?([^"\s]+)"?\s*$')
+
+
+async def _existing_user(session, user_id: str) -> User:
+    """The user, or Auth0's 404: also for a linked secondary, which is no user of its own."""
+    user = await user_store.get_user(session, user_id=user_id)
+    if user is None or user.linked_to is not None:
+        raise _NO_USER
+    return user
 
 
 def _parse_query(q: str | None) -> dict[str, str]:
@@ -100,9 +115,7 @@ async def post_user(request: Request, body: UserCreate, caller: Caller = Depends
 async def get_user(request: Request, user_id: str, caller: Caller = Depends(require("read:users"))):
     services = services_of(request)
     async with services.database.reader() as session:
-        user = await user_store.get_user(session, user_id=user_id)
-    if user is None:
-        raise _NO_USER
+        user = await _existing_user(session, user_id)
     return user_to_json(user)
 
 
@@ -116,9 +129,7 @@ async def patch_user(request: Request, user_id: str, body: UserUpdate, caller: C
         if key in patch and patch[key] is None:
             raise ManagementError(400, f"Payload validation error: '{key}' cannot be null.", "invalid_body")
     async with services.database.transaction() as session:
-        user = await user_store.get_user(session, user_id=user_id)
-        if user is None:
-            raise _NO_USER
+        user = await _existing_user(session, user_id)
         try:
             updated = await apply_user_patch(session, user=user, patch=patch)
         except WeakPassword as error:
@@ -136,23 +147,120 @@ async def patch_user(request: Request, user_id: str, body: UserUpdate, caller: C
 
 @router.delete("/users/{user_id}", status_code=204)
 async def delete_user(request: Request, user_id: str, caller: Caller = Depends(require("delete:users"))):
+    """Deletes the user and the secondaries linked to it (as Auth0 does): their credentials
+    log in nobody any more. Unlink a secondary first to keep it."""
     services = services_of(request)
     async with services.database.transaction() as session:
-        await sso_sessions.revoke_user_sso_sessions(session, user_id=user_id)
-        await refresh_tokens.revoke_user_refresh_tokens(session, user_id=user_id)
-        await login_attempts.clear_user_blocks(session, user_id=user_id)
+        await _existing_user(session, user_id)
+        secondaries = await user_store.linked_user_ids(session, user_id=user_id)
+        for doomed in [user_id, *secondaries]:
+            await sso_sessions.revoke_user_sso_sessions(session, user_id=doomed)
+            await refresh_tokens.revoke_user_refresh_tokens(session, user_id=doomed)
+            await login_attempts.clear_user_blocks(session, user_id=doomed)
         if not await user_store.delete_user(session, user_id=user_id):
             raise _NO_USER
-        await audit(session, caller, "Delete a User", request, user_id=user_id)
+        await audit(session, caller, "Delete a User", request, user_id=user_id, linked_users=secondaries)
     return Response(status_code=204)
+
+
+# -- account linking (docs/identities.md) ---------------------------------------------------
+
+_LINK_ERRORS = {
+    "same_user": (400, "invalid_body"),
+    "no_primary": (404, "inexistent_user"),
+    "no_secondary": (404, "inexistent_user"),
+    "already_linked": (409, "identity_already_linked"),
+    "has_linked_users": (409, "identity_has_linked_users"),
+    "unverified": (400, "email_not_verified"),
+    "main_identity": (400, "operation_not_supported"),
+    "not_linked": (404, "inexistent_identity"),
+}
+
+
+def _refused(refusal: LinkRefused) -> ManagementError:
+    status, code = _LINK_ERRORS[refusal.reason]
+    return ManagementError(status, refusal.message, code)
+
+
+async def _secondary_id(request: Request, session, body: LinkIdentityBody, caller: Caller) -> str:
+    """The user the link request names: by its ID token (`link_with`), or by provider and id."""
+    services = services_of(request)
+    if body.link_with:
+        # Auth0: an ID token this tenant issued to the application that calls (the `azp` of
+        # the Management API token), unexpired; its `sub` is the secondary.
+        try:
+            if not caller.client_id:
+                raise InvalidAccessToken("no calling application")
+            claims = await verify_access_token(
+                services.keyring, body.link_with, issuer=services.settings.token_issuer, audience=caller.client_id
+            )
+        except InvalidAccessToken:
+            raise ManagementError(
+                400, "link_with must be an unexpired ID token issued by this tenant to the calling application.", "invalid_body"
+            ) from None
+        if not isinstance(claims.get("sub"), str):
+            raise ManagementError(400, "link_with has no subject.", "invalid_body")
+        return claims["sub"]
+    if not body.provider or body.user_id is None or body.user_id == "":
+        missing = "provider" if not body.provider else "user_id"
+        raise ManagementError(400, f"Payload validation error: 'Missing required property: {missing}'.", "invalid_body")
+    connection = None
+    if body.connection_id:
+        found = await connection_store.get_connection(session, id=body.connection_id)
+        if found is None:
+            raise ManagementError(400, "The connection does not exist.", "inexistent_connection")
+        connection = found.name
+    external_id = str(body.user_id)
+    users = await user_store.find_users_by_identity(session, provider=body.provider, external_id=external_id, connection=connection)
+    if not users and external_id.startswith(f"{body.provider}|"):  # the full user id, as many callers send
+        users = await user_store.find_users_by_identity(
+            session, provider=body.provider, external_id=external_id[len(body.provider) + 1:], connection=connection
+        )
+    if not users:
+        raise ManagementError(404, "The secondary account does not exist.", "inexistent_user")
+    if len(users) > 1:
+        raise ManagementError(400, "Several accounts have this identity: add connection_id.", "invalid_body")
+    return users[0].user_id
+
+
+@router.post("/users/{user_id}/identities", status_code=201)
+async def link_user_identity(request: Request, user_id: str, body: LinkIdentityBody, caller: Caller = Depends(require("update:users"))):
+    """Auth0's "Link a User Account": the secondary's identities join the primary's. Answers the
+    primary's identities. Refused while either email is unverified, unless `"force": true`."""
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        secondary_id = await _secondary_id(request, session, body, caller)
+        try:
+            primary = await link_accounts(session, primary_id=user_id, secondary_id=secondary_id, force=body.force)
+        except LinkRefused as refusal:
+            raise _refused(refusal) from None
+        await audit(
+            session, caller, "Link a User Account", request, user_id=user_id, linked_user_id=secondary_id, forced=body.force
+        )
+    return [identity_to_json(i) for i in primary.identities]
+
+
+@router.delete("/users/{user_id}/identities/{provider}/{identity_user_id}")
+async def unlink_user_identity(
+    request: Request, user_id: str, provider: str, identity_user_id: str, caller: Caller = Depends(require("update:users"))
+):
+    """Auth0's "Unlink a User Identity": the secondary is a user of its own again (GET works, its
+    credentials log it in as itself). Answers the primary's remaining identities."""
+    services = services_of(request)
+    async with services.database.transaction() as session:
+        try:
+            primary = await unlink_account(session, primary_id=user_id, provider=provider, external_id=identity_user_id)
+        except LinkRefused as refusal:
+            raise _refused(refusal) from None
+        await audit(session, caller, "Unlink a User Account", request, user_id=user_id, provider=provider, identity=identity_user_id)
+    return [identity_to_json(i) for i in primary.identities]
 
 
 @router.get("/user-blocks/{user_id}")
 async def get_user_blocks(request: Request, user_id: str, caller: Caller = Depends(require("read:users"))):
     services = services_of(request)
     async with services.database.reader() as session:
-        if await user_store.get_user(session, user_id=user_id) is None:
-            raise _NO_USER
+        await _existing_user(session, user_id)
         ips = await login_attempts.list_user_blocks(session, user_id=user_id)
     return {"blocked_for": [{"identifier": user_id, "ip": ip} for ip in ips]}
 
@@ -161,19 +269,13 @@ async def get_user_blocks(request: Request, user_id: str, caller: Caller = Depen
 async def delete_user_blocks(request: Request, user_id: str, caller: Caller = Depends(require("update:users"))):
     services = services_of(request)
     async with services.database.transaction() as session:
-        if await user_store.get_user(session, user_id=user_id) is None:
-            raise _NO_USER
+        await _existing_user(session, user_id)
         await login_attempts.clear_user_blocks(session, user_id=user_id)
         await audit(session, caller, "Unblock a User", request, user_id=user_id)
     return Response(status_code=204)
 
 
 # -- roles and permissions (docs/access-control.md) -----------------------------------------
-
-
-async def _existing_user(session, user_id: str) -> None:
-    if not await user_store.get_user(session, user_id=user_id):
-        raise _NO_USER
 
 
 @router.get("/users/{user_id}/roles")
@@ -257,8 +359,7 @@ async def get_user_enrollments(request: Request, user_id: str, caller: Caller = 
     """Auth0's "Get the first confirmed MFA enrollment": the user's confirmed factors (recovery codes are not enrollments)."""
     services = services_of(request)
     async with services.database.reader() as session:
-        if await user_store.get_user(session, user_id=user_id) is None:
-            raise _NO_USER
+        await _existing_user(session, user_id)
         factors = await authenticators.list_authenticators(session, user_id=user_id)
     return [
         {
@@ -276,8 +377,7 @@ async def delete_user_authenticators(request: Request, user_id: str, caller: Cal
     """Auth0's "Delete All Authenticators": every factor and recovery code; the next MFA login enrols again."""
     services = services_of(request)
     async with services.database.transaction() as session:
-        if await user_store.get_user(session, user_id=user_id) is None:
-            raise _NO_USER
+        await _existing_user(session, user_id)
         await authenticators.delete_user_authenticators(session, user_id=user_id)
         await audit(session, caller, "Delete all authenticators of a User", request, user_id=user_id)
     return Response(status_code=204)
@@ -288,8 +388,7 @@ async def invalidate_remember_browser(request: Request, user_id: str, caller: Ca
     """Auth0's "Invalidate All Remembered Browsers for MFA": every browser asks for the second factor again."""
     services = services_of(request)
     async with services.database.transaction() as session:
-        if await user_store.get_user(session, user_id=user_id) is None:
-            raise _NO_USER
+        await _existing_user(session, user_id)
         await authenticators.forget_browsers(session, user_id=user_id)
         await audit(session, caller, "Invalidate Remember Browser for a User", request, user_id=user_id)
     return Response(status_code=204)

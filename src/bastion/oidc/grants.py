@@ -27,7 +27,7 @@ from bastion.events import EventType, record_event
 from bastion.login.credentials import LoginFailure, authenticate_password
 from bastion.login.pipeline import LoginContext, normalize_multifactor
 from bastion.login.scopes import grant_for_user
-from bastion.login.rules_step import apply_rules, run_login_rules
+from bastion.login.rules_step import apply_rules, continue_as_primary_user, run_login_rules
 from bastion.login.transaction import LoginDenial, LoginResult
 from bastion.rules.context import RequestInfo
 from bastion.mfa.factors import use_recovery_code, verify_otp
@@ -157,7 +157,9 @@ class TokenGrants:
         # access token (the refresh token keeps its login's scopes, so none is added).
         granted = await grant_for_user(self._services, user_id=user.user_id, requested=requested or result.scopes, api=api)
         base = replace(result, scopes=granted.scopes, permissions=granted.permissions, access_scopes=None)
-        result, run = await self._run_rules("oauth2-refresh-token", client, user, base, params, context)
+        result, run, user = await self._run_rules(
+            "oauth2-refresh-token", client, user, base, params, context, requested=requested or result.scopes
+        )
         response = await self._issue(
             client, user, result, api, family_id=token.family_id, family_expires_at=token.expires_at,
             refresh_grant=LoginResult.from_json(token.grant),  # RFC 6749 §6: the refresh token keeps its scope
@@ -226,14 +228,15 @@ class TokenGrants:
                 "oauth2-resource-owner", client, user, api, params, context, method="pwd", amr=["pwd"],
             )
         except _MfaRequired as required:
+            # The login's user: a rule's context.primary_user may have changed it (required.result).
             token = await issue_mfa_token(
-                self._services, user_id=user.user_id, client_id=client.client_id, result=required.result.to_json(),
+                self._services, user_id=required.result.user_id, client_id=client.client_id, result=required.result.to_json(),
                 execution=_execution(required.run, "oauth2-resource-owner", client, user),
             )
             async with self._services.database.transaction() as session:
                 await record_event(
                     session, EventType.MFA_REQUIRED, description="Multifactor authentication required",
-                    client_id=client.client_id, client_name=client.name, user_id=user.user_id, user_name=user.email,
+                    client_id=client.client_id, client_name=client.name, user_id=required.result.user_id, user_name=user.email,
                     ip=context.ip, connection=user.connection, user_agent=context.user_agent,
                 )
             raise OAuthError("mfa_required", "Multifactor authentication required", 403, extra={"mfa_token": token}) from None
@@ -300,7 +303,8 @@ class TokenGrants:
         the login is counted (rules see it), then the rules run. Returns the result, the rules'
         run and the user as stored now; raises the rules' denial, or _MfaRequired."""
         now = time.time()
-        granted = await grant_for_user(self._services, user_id=user.user_id, requested=params.get("scope", "").split(), api=api)
+        requested = params.get("scope", "").split()
+        granted = await grant_for_user(self._services, user_id=user.user_id, requested=requested, api=api)
         base = LoginResult(
             user_id=user.user_id,
             client_id=client.client_id,
@@ -314,19 +318,26 @@ class TokenGrants:
         async with self._services.database.transaction() as session:
             await user_store.record_login(session, user_id=user.user_id, ip=context.ip)
             user = await user_store.get_user(session, user_id=user.user_id) or user
-        result, run = await self._run_rules(protocol, client, user, base, params, context)
-        return result, run, user
+        return await self._run_rules(protocol, client, user, base, params, context, requested=requested)
 
     async def _run_rules(
-        self, protocol: str, client: Client, user: User, base: LoginResult, params: dict[str, str], context: LoginContext
-    ) -> tuple[LoginResult, RuleRun]:
-        """The login rules of a back-channel grant; a denial becomes the OAuth error (logged as `f`)."""
+        self, protocol: str, client: Client, user: User, base: LoginResult, params: dict[str, str], context: LoginContext,
+        *, requested: list[str],
+    ) -> tuple[LoginResult, RuleRun, User]:
+        """The login rules of a back-channel grant; a denial becomes the OAuth error (logged as `f`).
+        Returns the result, the run and the user the tokens are for (a rule's
+        context.primary_user may switch to the primary the user is linked to)."""
         run = await run_login_rules(
             self._services, protocol=protocol, client=client, user=user, connection_name=user.connection,
             request=RequestInfo(ip=context.ip, user_agent=context.user_agent, hostname=context.hostname, body=params),
             result=base,
         )
         outcome = await apply_rules(self._services, run, base)
+        outcome, switched = await continue_as_primary_user(self._services, run, outcome, user=user, requested=requested)
+        if switched.user_id != user.user_id:
+            async with self._services.database.transaction() as session:
+                await user_store.record_login(session, user_id=switched.user_id, ip=context.ip)
+                switched = await user_store.get_user(session, user_id=switched.user_id) or switched
         if not isinstance(outcome, LoginDenial) and run.outcome is not None:
             outcome = _back_channel_steps(run, protocol, outcome)
             if isinstance(outcome, _MfaRequired):
@@ -340,7 +351,7 @@ class TokenGrants:
                     rules_execution=_execution(run, protocol, client, user),
                 )
             raise OAuthError(outcome.error, outcome.description, 401 if outcome.error == "unauthorized" else 403)
-        return outcome, run
+        return outcome, run, switched
 
     async def _record_success(
         self, session, run: RuleRun, event: str, description: str, client: Client, user: User, context: LoginContext, *, protocol: str
@@ -354,7 +365,7 @@ class TokenGrants:
     async def _live_user(self, user_id: str) -> User:
         async with self._services.database.reader() as session:
             user = await user_store.get_user(session, user_id=user_id)
-        if user is None:
+        if user is None or user.linked_to is not None:  # a linked secondary is no user of its own
             raise _invalid_grant("The user no longer exists.")
         if user.blocked:
             raise OAuthError("unauthorized", "user is blocked", 401)

@@ -2,6 +2,9 @@
 created on the first successful code (as Auth0 does, unless the connection's options say
 `disable_signup`), with the address or number marked verified.
 
+A code that reaches the address of a linked secondary logs in its primary (docs/identities.md),
+as its password would.
+
 User ids are Auth0's: `email|<24 hex>` and `sms|<24 hex>`. A new sms user's id is derived
 from the number (an HMAC under the master key), so two first logins racing on two
 processes collide on the primary key instead of creating two users; nothing constrains
@@ -19,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from bastion.services import Services
 from bastion.storage import users as user_store
 from bastion.storage.records import Connection, Identity, User
+from bastion.tenant.linking import primary_of
 from bastion.tenant.users import default_picture
 
 __all__ = ["SignupDisabled", "find_or_create_user"]
@@ -65,11 +69,21 @@ async def _mark_verified(services: Services, connection: Connection, user: User)
         return await user_store.update_user(session, user_id=user.user_id, changes={field: True}) or user
 
 
+async def _login_user(services: Services, user: User) -> User | None:
+    """The user a code for `user`'s address logs in: `user`, or its primary (tenant/linking.py)."""
+    async with services.database.reader() as session:
+        return await primary_of(session, user=user)
+
+
 async def find_or_create_user(services: Services, connection: Connection, recipient: str) -> tuple[User, bool]:
-    """The recipient's user in `connection`, and whether it was just created. Raises SignupDisabled."""
+    """The user the recipient's code logs in (the primary, when the recipient's account is a
+    linked secondary), and whether it was just created. Raises SignupDisabled."""
     user = await _find(services, connection, recipient)
     if user is not None:
-        return await _mark_verified(services, connection, user), False
+        primary = await _login_user(services, await _mark_verified(services, connection, user))
+        if primary is not None:
+            return primary, False
+        # The primary was deleted meanwhile, and this account with it: a first login again.
     if connection.options.get("disable_signup"):
         raise SignupDisabled()
     local_ids = [_derived_id(services, connection, recipient) if connection.strategy == "sms" else secrets.token_hex(12)]
@@ -79,6 +93,7 @@ async def find_or_create_user(services: Services, connection: Connection, recipi
             return await _insert(services, connection, recipient, local_id), True
         except IntegrityError:  # a parallel first login created the user (or the id is taken)
             user = await _find(services, connection, recipient)
-            if user is not None:
-                return user, False
+            primary = await _login_user(services, user) if user is not None else None
+            if primary is not None:
+                return primary, False
     raise RuntimeError("could not create the passwordless user")

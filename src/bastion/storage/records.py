@@ -120,6 +120,9 @@ class Identity:
     external_id: str
     is_social: bool
     profile_data: dict
+    # Set on a primary's identities that come from a linked secondary user: that user's id
+    # (what unlinking needs). None for the user's own identities.
+    linked_user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class User:
     logins_count: int
     last_password_reset: datetime | None
     identities: list[Identity] = field(default_factory=list)
+    linked_to: str | None = None  # a linked secondary: its primary's id (docs/identities.md)
 
 
 @dataclass(frozen=True)

@@ -156,10 +156,12 @@ async def unassign_roles(session: AsyncSession, *, user_id: str, role_ids: Itera
 
 
 async def list_role_members(session: AsyncSession, *, role_id: str, page: int, per_page: int) -> Page[RoleMember]:
+    """The role's users; a linked secondary (docs/identities.md) is no user of its own, and its
+    roles count for nothing while it is linked, so it is not listed."""
     statement = (
         select(UserRow.user_id, UserRow.email, UserRow.name, UserRow.picture)
         .join(UserRoleRow, UserRoleRow.user_id == UserRow.user_id)
-        .where(UserRoleRow.role_id == role_id)
+        .where(UserRoleRow.role_id == role_id, UserRow.linked_to.is_(None))
         .order_by(UserRow.user_id)
     )
     total = await session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))

@@ -127,6 +127,11 @@ class UserRow(Base):
     last_ip: Mapped[str | None] = mapped_column(String(64))
     logins_count: Mapped[int] = mapped_column(Integer, default=0)
     last_password_reset: Mapped[datetime | None]
+    # Account linking (docs/identities.md): a linked secondary keeps its row, so its credentials
+    # keep working, but it logs in as, and is shown only through, the primary named here. It
+    # goes with its primary: deleting the primary deletes its secondaries (as Auth0 does).
+    linked_to: Mapped[str | None] = mapped_column(String(128), ForeignKey("users.user_id", ondelete="CASCADE"), index=True)
+    linked_at: Mapped[datetime | None]
 
 
 class IdentityRow(Base):

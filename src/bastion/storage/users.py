@@ -1,4 +1,11 @@
-"""Repository: users and their identities."""
+"""Repository: users and their identities.
+
+Account linking (docs/identities.md): a linked secondary user keeps its row with `linked_to`
+naming its primary. The primary's `identities` are its own, then each secondary's (oldest
+link first) with that secondary's profile as `profile_data`. Secondaries are left out of
+the lists (`list_users`, `find_users_by_email`, `missing_users`); `get_user` and
+`find_user_by_login` still find them, since their credentials still work.
+"""
 
 from __future__ import annotations
 
@@ -24,16 +31,47 @@ __all__ = [
     "delete_user",
     "record_login",
     "delete_connection_users",
+    "find_users_by_identity",
+    "lock_users",
+    "has_linked_users",
+    "set_linked_to",
+    "linked_user_ids",
+    "PROFILE_DATA_FIELDS",
 ]
+
+# The profile fields a secondary identity shows as its `profileData` (Auth0's names).
+PROFILE_DATA_FIELDS = (
+    "email", "email_verified", "name", "given_name", "family_name", "nickname", "picture", "username",
+    "phone_number", "phone_verified",
+)
 
 
 async def _identities(session: AsyncSession, user_ids: list[str]) -> dict[str, list[Identity]]:
+    """Each user's identities: its own (in creation order), then those of the users linked to
+    it (oldest link first), which carry that user's profile. One query."""
     by_user: dict[str, list[Identity]] = {uid: [] for uid in user_ids}
     if not user_ids:
         return by_user
-    rows = await session.scalars(select(IdentityRow).where(IdentityRow.user_id.in_(user_ids)).order_by(IdentityRow.id))
-    for row in rows:
-        by_user[row.user_id].append(record_from_row(Identity, row))
+    rows = (
+        await session.execute(
+            select(IdentityRow, UserRow)
+            .join(UserRow, UserRow.user_id == IdentityRow.user_id)
+            .where(or_(IdentityRow.user_id.in_(user_ids), UserRow.linked_to.in_(user_ids)))
+            .order_by(IdentityRow.id)
+        )
+    ).all()
+    linked = []
+    for identity, owner in rows:
+        if owner.user_id in by_user:
+            by_user[owner.user_id].append(record_from_row(Identity, identity))
+        if owner.linked_to in by_user:  # also when the secondary itself was asked for
+            linked.append((identity, owner))
+    linked.sort(key=lambda pair: (pair[1].linked_at or pair[1].created_at, pair[1].user_id, pair[0].id))
+    for identity, owner in linked:
+        profile = {key: getattr(owner, key) for key in PROFILE_DATA_FIELDS if getattr(owner, key) is not None}
+        by_user[owner.linked_to].append(
+            record_from_row(Identity, identity, profile_data={**identity.profile_data, **profile}, linked_user_id=owner.user_id)
+        )
     return by_user
 
 
@@ -92,22 +130,27 @@ async def find_user_by_phone(session: AsyncSession, *, connection: str, phone_nu
 
 
 async def find_users_by_email(session: AsyncSession, *, email: str) -> list[User]:
-    rows = (await session.scalars(select(UserRow).where(UserRow.email == email.strip().lower()))).all()
+    """The users (not linked secondaries) with this email, in any connection."""
+    rows = (
+        await session.scalars(select(UserRow).where(UserRow.email == email.strip().lower(), UserRow.linked_to.is_(None)))
+    ).all()
     identities = await _identities(session, [r.user_id for r in rows])
     return [record_from_row(User, r, identities=identities[r.user_id]) for r in rows]
 
 
 async def missing_users(session: AsyncSession, *, user_ids: list[str]) -> list[str]:
-    """Those of `user_ids` that name no user."""
+    """Those of `user_ids` that name no user (a linked secondary is no user of its own)."""
     wanted = list(dict.fromkeys(user_ids))
-    found = set((await session.scalars(select(UserRow.user_id).where(UserRow.user_id.in_(wanted)))).all())
+    found = set(
+        (await session.scalars(select(UserRow.user_id).where(UserRow.user_id.in_(wanted), UserRow.linked_to.is_(None)))).all()
+    )
     return [u for u in wanted if u not in found]
 
 
 async def list_users(
     session: AsyncSession, *, page: int, per_page: int, email: str | None = None, connection: str | None = None
 ) -> Page[User]:
-    statement = select(UserRow).order_by(UserRow.created_at, UserRow.user_id)
+    statement = select(UserRow).where(UserRow.linked_to.is_(None)).order_by(UserRow.created_at, UserRow.user_id)
     if email:
         statement = statement.where(UserRow.email == email.lower())
     if connection:
@@ -129,7 +172,11 @@ async def update_user(session: AsyncSession, *, user_id: str, changes: dict[str,
 
 
 async def delete_user(session: AsyncSession, *, user_id: str) -> bool:
-    await session.execute(delete(IdentityRow).where(IdentityRow.user_id == user_id))
+    """Delete the user, and the secondaries linked to it (the foreign key would too; done here
+    explicitly so the order of the deletes never depends on it)."""
+    doomed = select(UserRow.user_id).where(or_(UserRow.user_id == user_id, UserRow.linked_to == user_id))
+    await session.execute(delete(IdentityRow).where(IdentityRow.user_id.in_(doomed)))
+    await session.execute(delete(UserRow).where(UserRow.linked_to == user_id))
     result = await session.execute(delete(UserRow).where(UserRow.user_id == user_id))
     return result.rowcount > 0
 
@@ -149,4 +196,58 @@ async def record_login(session: AsyncSession, *, user_id: str, ip: str | None) -
         update(UserRow)
         .where(UserRow.user_id == user_id)
         .values(logins_count=func.coalesce(UserRow.logins_count, 0) + 1, last_login=now, last_ip=ip)
+    )
+
+
+# -- account linking (docs/identities.md) -------------------------------------------------
+
+
+async def lock_users(session: AsyncSession, *, user_ids: list[str]) -> dict[str, User]:
+    """The users named, their rows locked until the transaction ends (PostgreSQL; SQLite has
+    one writer at a time). Locked in id order, so two links never wait on each other in a
+    circle; a link checks both users after taking the locks."""
+    rows = (
+        await session.scalars(
+            select(UserRow).where(UserRow.user_id.in_(sorted(set(user_ids)))).order_by(UserRow.user_id).with_for_update()
+        )
+    ).all()
+    identities = await _identities(session, [r.user_id for r in rows])
+    return {r.user_id: record_from_row(User, r, identities=identities[r.user_id]) for r in rows}
+
+
+async def find_users_by_identity(
+    session: AsyncSession, *, provider: str, external_id: str, connection: str | None = None
+) -> list[User]:
+    """The users holding this identity as their own (one, unless `connection` is left out and
+    two connections of the provider use the same id)."""
+    statement = (
+        select(UserRow)
+        .join(IdentityRow, IdentityRow.user_id == UserRow.user_id)
+        .where(IdentityRow.provider == provider, IdentityRow.external_id == external_id)
+        .order_by(UserRow.user_id)
+    )
+    if connection is not None:
+        statement = statement.where(IdentityRow.connection == connection)
+    rows = (await session.scalars(statement)).unique().all()
+    identities = await _identities(session, [r.user_id for r in rows])
+    return [record_from_row(User, r, identities=identities[r.user_id]) for r in rows]
+
+
+async def has_linked_users(session: AsyncSession, *, user_id: str) -> bool:
+    """Whether some secondary is linked to this user (it is a primary)."""
+    found = await session.scalar(select(UserRow.user_id).where(UserRow.linked_to == user_id).limit(1))
+    return found is not None
+
+
+async def linked_user_ids(session: AsyncSession, *, user_id: str) -> list[str]:
+    """The ids of the secondaries linked to this user."""
+    return list((await session.scalars(select(UserRow.user_id).where(UserRow.linked_to == user_id))).all())
+
+
+async def set_linked_to(session: AsyncSession, *, user_id: str, primary_id: str | None) -> None:
+    """Link the user to `primary_id`, or unlink it (None)."""
+    await session.execute(
+        update(UserRow)
+        .where(UserRow.user_id == user_id)
+        .values(linked_to=primary_id, linked_at=datetime.now(timezone.utc) if primary_id else None)
     )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bastion.security.sealing import Sealer
-from bastion.storage import clients, connections, resource_servers, roles, rules
+from bastion.storage import clients, connections, groups, resource_servers, roles, rules
 from bastion.storage.database import Database
 from bastion.storage.records import Client, ClientGrant, Connection, ResourceServer, Rule
 
@@ -68,9 +68,22 @@ class TenantCache:
     async def connection(self, name: str) -> Connection | None:
         return await self._get(("connection", name), lambda s: connections.find_connection(s, name=name))
 
+    async def connections_of(self, strategies: tuple[str, ...]) -> list[Connection]:
+        """The connections of these strategies (the login page's buttons for upstream providers), oldest first."""
+
+        async def load(session) -> list[Connection]:
+            page = await connections.list_connections(session, page=0, per_page=100, strategies=list(strategies))
+            return page.items
+
+        return await self._get(("connections", strategies), load)
+
     async def has_roles(self) -> bool:
         """Whether the tenant has any role: a login looks up its user's roles only then."""
         return await self._get(("has-roles",), lambda s: roles.any_roles(s))
+
+    async def has_groups(self) -> bool:
+        """Whether the tenant has any group (docs/access-control.md): rules see groups only then."""
+        return await self._get(("has-groups",), lambda s: groups.any_groups(s))
 
     async def enabled_rules(self, stage: str = "login_success") -> list[Rule]:
         return await self._get(("rules", stage), lambda s: rules.enabled_rules(s, stage=stage))

@@ -24,6 +24,7 @@ __all__ = [
     "apply_user_patch",
     "merge_metadata",
     "user_to_json",
+    "identity_to_json",
     "default_picture",
     "EMAIL_PATTERN",
     "is_valid_email",
@@ -161,6 +162,20 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else None
 
 
+def identity_to_json(identity: Identity) -> dict[str, Any]:
+    """Auth0's identity shape. `profileData` is what a linked secondary brings (its profile):
+    Auth0 shows it on secondary identities, not on the user's own."""
+    body: dict[str, Any] = {
+        "connection": identity.connection,
+        "user_id": identity.external_id,
+        "provider": identity.provider,
+        "isSocial": identity.is_social,
+    }
+    if identity.profile_data or identity.linked_user_id:
+        body["profileData"] = dict(identity.profile_data)
+    return body
+
+
 def user_to_json(user: User) -> dict[str, Any]:
     """Auth0's user shape (Management API and rule input)."""
     body: dict[str, Any] = {
@@ -172,16 +187,7 @@ def user_to_json(user: User) -> dict[str, Any]:
         "picture": user.picture,
         "created_at": _iso(user.created_at),
         "updated_at": _iso(user.updated_at),
-        "identities": [
-            {
-                "connection": i.connection,
-                "user_id": i.external_id,
-                "provider": i.provider,
-                "isSocial": i.is_social,
-                **({"profileData": i.profile_data} if i.profile_data else {}),
-            }
-            for i in user.identities
-        ],
+        "identities": [identity_to_json(i) for i in user.identities],
         "app_metadata": user.app_metadata,
         "user_metadata": user.user_metadata,
         "logins_count": user.logins_count,

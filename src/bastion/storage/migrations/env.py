@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from bastion.storage import group_tables  # noqa: F401  (its tables are on Base too)
 from bastion.storage.tables import Base
 
 target_metadata = Base.metadata
