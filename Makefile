@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Auth0's own command-line tools that the end-to-end tests drive (tests/tools/package-lock.json)
+NODE_TOOLS := tests/tools/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -14,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(NODE_TOOLS): tests/tools/package.json tests/tools/package-lock.json
+	cd tests/tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_TOOLS)
+
 install: $(STAMP)
 
 ## make run: install, migrate the embedded SQLite database, seed the demo, serve on http://127.0.0.1:8000
@@ -22,7 +28,7 @@ run: $(STAMP)
 	BASTION_ISSUER=http://$(HOST):$(PORT) BASTION_DEMO=true $(BIN)/bastion serve --host $(HOST) --port $(PORT)
 
 ## make test: install what the tests need and run them all (SQLite, then PostgreSQL where marked)
-test: $(STAMP)
+test: $(STAMP) $(NODE_TOOLS)
 	$(BIN)/python -m pytest -q
 
 ## make bench: the rules pipeline benchmark (a real `bastion serve` on loopback, < ~4 min), then the side-by-side

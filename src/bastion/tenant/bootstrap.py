@@ -31,7 +31,9 @@ _RESOURCES = (
     "users", "users_app_metadata", "clients", "client_keys", "client_grants", "resource_servers", "connections", "logs", "rules",
     "rules_configs", "user_blocks", "grants", "guardian_enrollments", "authentication_methods", "roles", "groups",
 )
-MANAGEMENT_SCOPES = [f"{verb}:{resource}" for resource in _RESOURCES for verb in ("read", "create", "update", "delete")]
+MANAGEMENT_SCOPES = [f"{verb}:{resource}" for resource in _RESOURCES for verb in ("read", "create", "update", "delete")] + [
+    "read:tenant_settings", "update:tenant_settings",  # Auth0 has no create: or delete: for these
+]
 
 
 async def prepare(services: Services, *, run_migrations: bool = True) -> None:
@@ -72,6 +74,11 @@ async def enable_connection_for_client(session: AsyncSession, *, connection_name
         )
 
 
+# Auth0's own name for it: Auth0's tools recognise the Management API by this name and leave it
+# alone (auth0-deploy-cli filters it out of imports and exports).
+MANAGEMENT_API_NAME = "Auth0 Management API"
+
+
 async def _ensure_management_api(session: AsyncSession, services: Services) -> None:
     audience = services.settings.management_audience
     existing = await api_store.find_resource_server(session, identifier=audience)
@@ -80,7 +87,7 @@ async def _ensure_management_api(session: AsyncSession, services: Services) -> N
         await api_store.insert_resource_server(
             session,
             id=new_id(length=24),
-            name="Bastion Management API",
+            name=MANAGEMENT_API_NAME,
             identifier=audience,
             scopes=scopes,
             signing_alg="RS256",
@@ -89,8 +96,10 @@ async def _ensure_management_api(session: AsyncSession, services: Services) -> N
             skip_consent_for_verifiable_first_party_clients=False,
             is_system=True,
         )
-    elif existing.scopes != scopes:
-        await api_store.update_resource_server(session, id=existing.id, changes={"scopes": scopes})
+    else:
+        changes = {k: v for k, v in (("scopes", scopes), ("name", MANAGEMENT_API_NAME)) if getattr(existing, k) != v}
+        if changes:
+            await api_store.update_resource_server(session, id=existing.id, changes=changes)
 
 
 async def _ensure_bootstrap_client(session: AsyncSession, services: Services) -> None:
