@@ -4,7 +4,8 @@ The tool is installed from tests/tools/package-lock.json by `make test`. It alwa
 Bastion is served over TLS with a self-signed certificate for 127.0.0.1 that node trusts through
 `NODE_EXTRA_CA_CERTS`. The tenant directory `auth0_tenant/` is in deploy-cli's directory layout:
 rules (Python scripts in `.js` files: deploy-cli only reads them), rules configuration, a client,
-an API and a role with permissions on it.
+an API, a role with permissions on it, and the tenant settings (`tenant.json`, whose session
+lifetimes in hours deploy-cli sends as minutes).
 
 What is proven, reading the state back each time (the tool's exit code proves nothing):
 - the import creates exactly what the files say, and the imported rules, configuration, API and
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 A0DEPLOY = ROOT / "tests" / "tools" / "node_modules" / ".bin" / "a0deploy"
 TENANT = Path(__file__).parent / "auth0_tenant"
-TYPES = ["rules", "rulesConfigs", "clients", "resourceServers", "roles"]
+TYPES = ["rules", "rulesConfigs", "clients", "resourceServers", "roles", "tenant"]
 DEPLOY_TIMEOUT = 180
 PASSWORD = "Deploy-Cli-Horse-3"
 
@@ -91,7 +92,7 @@ def _get(http: httpx.Client, path: str, **params):
 
 
 def tenant_state(http: httpx.Client) -> dict:
-    """Everything the five types hold, as the Management API answers it (ids and secrets included)."""
+    """Everything the six types hold, as the Management API answers it (ids and secrets included)."""
     roles = _get(http, "/roles")
     return {
         "rules": _get(http, "/rules"),
@@ -100,6 +101,7 @@ def tenant_state(http: httpx.Client) -> dict:
         "resource_servers": _get(http, "/resource-servers"),
         "roles": roles,
         "role_permissions": {r["id"]: _get(http, f"/roles/{r['id']}/permissions") for r in roles},
+        "tenant_settings": _get(http, "/tenants/settings"),
     }
 
 
@@ -114,7 +116,7 @@ def read_tree(directory: Path) -> dict[str, str]:
 def _exported_file(exported: Path, source: Path) -> Path:
     """deploy-cli names exported files after the object's name, not after the input file."""
     relative = source.relative_to(TENANT)
-    if source.suffix == ".json" and relative.parts[0] != "rules":
+    if source.suffix == ".json" and relative.parts[0] not in ("rules", "tenant.json"):
         name = json.loads(source.read_text())["name"]
         return exported / relative.parts[0] / f"{name}.json"
     return exported / relative
@@ -141,6 +143,9 @@ def test_import_reimport_and_export_round_trip(deployment, tmp_path):
     assert [r["name"] for r in state["roles"]] == ["Order Admin"]
     role_id = state["roles"][0]["id"]
     assert sorted(p["permission_name"] for p in state["role_permissions"][role_id]) == ["read:orders", "write:orders"]
+    settings, wanted = state["tenant_settings"], json.loads((TENANT / "tenant.json").read_text())
+    assert {k: settings[k] for k in wanted} == wanted
+    assert (settings["session_lifetime_in_minutes"], settings["idle_session_lifetime_in_minutes"]) == (90, 30)
 
     # The imported pieces work together in a real login: rules and their configuration shape the
     # ID token, the role's permissions reach the access token for the imported API.

@@ -19,6 +19,7 @@ from bastion.login.sso import BROWSER_COOKIE, SESSION_COOKIE, browser_id, curren
 from bastion.login.transaction import AuthorizationRequest, LoginDenial, LoginResult
 from bastion.services import Services
 from bastion.storage import users as user_store
+from bastion.tenant.tenant_settings import tenant_settings
 from bastion.web import client_ip
 
 __all__ = ["LoginFlow", "Responder", "REMEMBER_COOKIE"]
@@ -79,6 +80,8 @@ class LoginFlow:
         else:
             assert answer.outcome is not None
             response = await self.responders[answer.request.protocol](self.services, answer.request, answer.outcome)
-        if answer.session_cookie:
-            set_cookie(response, self.services, SESSION_COOKIE, answer.session_cookie, max_age=self.services.settings.session_lifetime)
+        if answer.session_cookie:  # a non-persistent session's cookie ends with the browser (session_cookie.mode)
+            settings = await tenant_settings(self.services)
+            max_age = settings.session_lifetime if settings.persistent_sessions else None
+            set_cookie(response, self.services, SESSION_COOKIE, answer.session_cookie, max_age=max_age)
         return response

@@ -16,6 +16,7 @@ from bastion.pages import Pages
 from bastion.security.csrf import CsrfTokens
 from bastion.services import Services
 from bastion.storage.records import LoginTransactionRecord
+from bastion.tenant.tenant_settings import tenant_settings
 from bastion.web import read_form
 
 __all__ = ["TransactionPages"]
@@ -43,6 +44,13 @@ class TransactionPages:
         if not self.csrf.verify(form.get("csrf_token"), transaction.id, request.cookies.get(BROWSER_COOKIE, "")):
             raise PageError("Invalid request", "This form has expired or was not sent by this site. Go back and try again.", 403)
         return form, transaction
+
+    async def branding(self) -> dict[str, str | None]:
+        """The tenant's name and logo for a page (tenant settings `friendly_name`, `picture_url`):
+        `tenant_name` replaces the product name the pages show, `logo_url` adds the logo."""
+        settings = await tenant_settings(self.services)
+        logo = settings.picture_url if settings.picture_url and settings.picture_url.startswith("https://") else None
+        return {"tenant_name": settings.friendly_name, "logo_url": logo}  # the pages' CSP loads https images only
 
     def page(self, template: str, request: Request, transaction: LoginTransactionRecord, *, status: int = 200, **context) -> Response:
         return self.pages.render(

@@ -49,6 +49,7 @@ from bastion.services import Services
 from bastion.storage import authenticators, login_transactions, sso_sessions, user_grants, users
 from bastion.storage.records import LoginTransactionRecord, ResourceServer, SsoSession, User
 from bastion.tenant.linking import primary_of
+from bastion.tenant.tenant_settings import tenant_settings
 
 __all__ = [
     "LoginContext",
@@ -160,15 +161,22 @@ async def _move(
 
 
 async def authenticate(
-    services: Services, transaction: LoginTransactionRecord, *, user: User, methods: list[str], sso: SsoSession | None = None
+    services: Services, transaction: LoginTransactionRecord, *, user: User, methods: list[str], sso: SsoSession | None = None,
+    connection: str | None = None,
 ) -> LoginTransactionRecord:
     """awaiting_login -> authenticated, once.
+
+    `connection` is the one the person authenticated with (default: `user`'s own). Rules see it
+    as `context.connection` and the log event names it, also when the login goes on as the
+    primary user of a linked secondary. A login riding on an SSO session names the user's
+    primary connection: the session does not record the connection it began with.
 
     With `sso` the login rides on that live session (its methods, its auth_time, its sid);
     without it, a new session starts when the login completes. A linked secondary logs in as
     its primary (tenant/linking.py): the password and passwordless checks resolve it already,
     this catches every other way in (a session from before the link, an upstream login).
     """
+    connection = connection or user.connection
     if user.linked_to is not None:
         async with services.database.reader() as session:
             primary = await primary_of(session, user=user)
@@ -176,6 +184,7 @@ async def authenticate(
             raise PageError("Account unavailable", "This account no longer exists. Go back to the application and sign in again.")
         user = primary
     progress = {"sid": sso.sid, "new_session": False} if sso else {"sid": new_id(length=32), "new_session": True}
+    progress["connection"] = connection
     return await _move(
         services, transaction, LoginState.AWAITING_LOGIN, LoginState.AUTHENTICATED,
         user_id=user.user_id,
@@ -222,7 +231,8 @@ async def _run_rules(
         user = await users.get_user(session, user_id=transaction.user_id)
     if user is None or user.blocked:
         return replace(transaction, progress={**progress, "denial": LoginDenial("unauthorized", "user is blocked").to_json()})
-    progress["user"] = {"name": user.email or user.username, "connection": user.connection}
+    connection = progress.get("connection") or user.connection
+    progress["user"] = {"name": user.email or user.username, "connection": connection}
     auth_ms = epoch(transaction.auth_time) * 1000
     granted = await grant_for_user(services, user_id=user.user_id, requested=request.scopes, api=api)
     base = LoginResult(
@@ -242,7 +252,7 @@ async def _run_rules(
         services,
         protocol=protocol,
         original_protocol=request.protocol if resumed else None,
-        client=client, user=user, connection_name=user.connection,
+        client=client, user=user, connection_name=connection,
         request=RequestInfo(
             ip=context.ip, user_agent=context.user_agent, hostname=context.hostname,
             query=callback.get("query", {}) if resumed else request.query, body=callback.get("body", {}) if resumed else {},
@@ -257,7 +267,7 @@ async def _run_rules(
     if switched.user_id != user.user_id:
         async with services.database.transaction() as session:
             await users.record_login(session, user_id=switched.user_id, ip=context.ip)
-        progress["user"] = {"name": switched.email or switched.username, "connection": switched.connection}
+        progress["user"] = {"name": switched.email or switched.username, "connection": connection}
         transaction = replace(transaction, user_id=switched.user_id)
     progress.pop("callback", None)
     progress.update(result=None, denial=None, mfa=progress.get("mfa") if resumed else None)
@@ -362,6 +372,7 @@ async def _finish(
     client = await services.tenant.client(request.client_id)
     assert client is not None and transaction.user_id is not None and transaction.auth_time is not None
     cookie = None
+    lifetime = (await tenant_settings(services)).session_lifetime  # a new SSO session's absolute lifetime
     async with services.database.transaction() as session:
         moved = await login_transactions.advance_login_transaction(
             session, id=transaction.id, expected_state=expected.value,
@@ -381,7 +392,7 @@ async def _finish(
             await sso_sessions.insert_sso_session(
                 session, cookie_digest=digest(cookie), sid=progress["sid"], user_id=transaction.user_id,
                 auth_time=transaction.auth_time, methods=list(transaction.methods),
-                expires_at=_now() + timedelta(seconds=services.settings.session_lifetime),
+                expires_at=_now() + timedelta(seconds=lifetime),
             )
         elif "mfa" in transaction.methods and not denied:
             await sso_sessions.add_session_methods(session, sid=progress["sid"], methods=["mfa"])

@@ -108,7 +108,7 @@ class LoginRoutes(TransactionPages):
                 request, transaction, status=400 if failure.code == "wrong_credentials" else 429,
                 username=username, error=failure.message,
             )
-        return await self._finish(request, transaction, user)
+        return await self._finish(request, transaction, user, connection=connection.name)
 
     async def _is_upstream(self, transaction: LoginTransactionRecord, name: str) -> bool:
         try:
@@ -138,7 +138,7 @@ class LoginRoutes(TransactionPages):
             "login.html", request, transaction, status=status, client_name=await self._client_name(transaction),
             password_login=connection is not None,
             signup_allowed=connection is not None and not connection.options.get("disable_signup"),
-            username=username, error=error, passwordless=passwordless, upstream=upstream,
+            username=username, error=error, passwordless=passwordless, upstream=upstream, **await self.branding(),
         )
 
     # -- /u/signup ------------------------------------------------------------
@@ -149,7 +149,9 @@ class LoginRoutes(TransactionPages):
             connection = await self._connection(transaction)
             if connection.options.get("disable_signup"):
                 return RedirectResponse(f"/u/login?{urlencode({'state': transaction.id})}", status_code=302)
-            return self.page("signup.html", request, transaction, client_name=await self._client_name(transaction))
+            return self.page(
+                "signup.html", request, transaction, client_name=await self._client_name(transaction), **await self.branding()
+            )
         form, transaction = await self.form(request)
         connection = await self._connection(transaction)
         if connection.options.get("disable_signup"):
@@ -173,9 +175,9 @@ class LoginRoutes(TransactionPages):
         if error:
             return self.page(
                 "signup.html", request, transaction, status=400, client_name=await self._client_name(transaction),
-                email=email, error=error,
+                email=email, error=error, **await self.branding(),
             )
-        return await self._finish(request, transaction, user)
+        return await self._finish(request, transaction, user, connection=connection.name)
 
     # -- consent -------------------------------------------------------------
 
@@ -213,9 +215,9 @@ class LoginRoutes(TransactionPages):
 
     # -- the end of a successful authentication -------------------------------
 
-    async def _finish(self, request: Request, transaction: LoginTransactionRecord, user: User) -> Response:
+    async def _finish(self, request: Request, transaction: LoginTransactionRecord, user: User, *, connection: str) -> Response:
         """Credentials are good: the login goes on (consent, rules, MFA, redirect) from here."""
-        transaction = await authenticate(self.services, transaction, user=user, methods=["pwd"])
+        transaction = await authenticate(self.services, transaction, user=user, methods=["pwd"], connection=connection)
         return await self.flow.respond(await advance(self.services, transaction, context=self.flow.context(request)))
 
 

@@ -13,6 +13,7 @@ from bastion.security.handles import digest, new_handle
 from bastion.services import Services
 from bastion.storage import sso_sessions
 from bastion.storage.records import SsoSession
+from bastion.tenant.tenant_settings import tenant_settings
 
 __all__ = ["SESSION_COOKIE", "BROWSER_COOKIE", "current_sso_session", "end_sso_session", "set_cookie", "browser_id"]
 
@@ -21,12 +22,16 @@ BROWSER_COOKIE = "bastion_browser"
 
 
 async def current_sso_session(services: Services, request: Request) -> SsoSession | None:
+    """The browser's live SSO session, by the tenant's session lifetimes now
+    (tenant/tenant_settings.py: the tenant settings, else BASTION_SESSION_*LIFETIME)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie or len(cookie) > 128:
         return None
+    settings = await tenant_settings(services)
     async with services.database.transaction() as session:
         record = await sso_sessions.get_live_sso_session(
-            session, cookie_digest=digest(cookie), idle_seconds=services.settings.session_idle_lifetime
+            session, cookie_digest=digest(cookie), idle_seconds=settings.idle_session_lifetime,
+            lifetime_seconds=settings.session_lifetime,
         )
         if record is not None:
             await sso_sessions.touch_sso_session(session, cookie_digest=digest(cookie))

@@ -163,7 +163,7 @@ class UpstreamLoginRoutes(TransactionPages):
             user = await sign_in_upstream_account(self.services, connection, account, access_token=tokens.access_token)
         except AccountConflict:
             return await self._deny(request, transaction, connection.name, "Another user of this connection has the same email address")
-        transaction = await authenticate(self.services, transaction, user=user, methods=["federated"])
+        transaction = await authenticate(self.services, transaction, user=user, methods=["federated"], connection=connection.name)
         return await self.flow.respond(await advance(self.services, transaction, context=self.flow.context(request)))
 
     async def _spend_state(self, request: Request, state: str | None) -> tuple[LoginTransactionRecord, str, str, str]:

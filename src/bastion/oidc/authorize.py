@@ -15,6 +15,7 @@ from bastion.errors import OAuthError, PageError
 from bastion.login.transaction import AuthorizationRequest
 from bastion.storage.records import Client
 from bastion.tenant.cache import TenantCache
+from bastion.tenant.tenant_settings import requested_audience
 
 __all__ = ["RedirectError", "validate_authorization_request"]
 
@@ -122,6 +123,8 @@ def parse_scopes(scope: str | None) -> list[str]:
 
 
 async def check_audience(audience: str | None, tenant: TenantCache) -> str | None:
+    """The API named, else the tenant's default audience; it must exist."""
+    audience = await requested_audience(tenant, audience)
     if not audience:
         return None
     if await tenant.resource_server(audience) is None:

@@ -3,7 +3,8 @@
     authorization_code   §4.1.3  + RFC 7636 (PKCE): single-use code; a replay revokes what it issued
     refresh_token        §6      rotation in a family; a reused token revokes the whole family
     client_credentials   §4.4    needs a client grant for the audience (as Auth0); runs no login rules
-    password             §4.3    and Auth0's password-realm: database connection, brute-force protection
+    password             §4.3    and Auth0's password-realm: database connection (`password`: the tenant's
+                                 default_directory), brute-force protection
     mfa-otp, mfa-recovery-code   Auth0's grants that finish a password login a rule sent to MFA
     passwordless/otp             Auth0's: a code from /passwordless/start (passwordless/grant.py)
 
@@ -41,7 +42,7 @@ from bastion.services import Services
 from bastion.storage import authorization_codes, refresh_tokens
 from bastion.storage import users as user_store
 from bastion.storage.records import Client, ResourceServer, User
-from bastion.tenant.bootstrap import DEFAULT_CONNECTION
+from bastion.tenant.tenant_settings import requested_audience, tenant_settings
 
 __all__ = ["TokenGrants", "PASSWORD_REALM_GRANT", "MFA_OTP_GRANT", "MFA_RECOVERY_CODE_GRANT"]
 
@@ -177,7 +178,7 @@ class TokenGrants:
         client = caller.client
         if not caller.has_secret:
             raise OAuthError("unauthorized_client", "client_credentials needs a confidential client", 403)
-        audience = params.get("audience")
+        audience = await requested_audience(self._services.tenant, params.get("audience"))
         if not audience:
             raise OAuthError("access_denied", "No audience parameter was provided, and no default audience has been configured", 403)
         api = await self._services.tenant.resource_server(audience)
@@ -204,7 +205,10 @@ class TokenGrants:
         username, password = params.get("username"), params.get("password")
         if not username or not password:
             raise OAuthError("invalid_request", "Missing required parameters: username and password")
-        connection_name = params.get("realm") if grant_type == PASSWORD_REALM_GRANT else DEFAULT_CONNECTION
+        if grant_type == PASSWORD_REALM_GRANT:
+            connection_name = params.get("realm")
+        else:  # Auth0's "Default Directory": the tenant's default_directory, else the default database connection
+            connection_name = (await tenant_settings(self._services)).default_directory
         if not connection_name:
             raise OAuthError("invalid_request", "Missing required parameter: realm")
         connection = await self._services.tenant.connection(connection_name)
@@ -212,7 +216,7 @@ class TokenGrants:
             raise OAuthError("invalid_request", f"Unknown realm: {connection_name}")
         if client.client_id not in connection.enabled_clients:
             raise OAuthError("unauthorized_client", f"The connection {connection_name} is not enabled for this client.", 403)
-        audience = params.get("audience")
+        audience = await requested_audience(self._services.tenant, params.get("audience"))
         api = await self._services.tenant.resource_server(audience) if audience else None
         if audience and api is None:
             raise OAuthError("access_denied", f"Service not found: {audience}", 403)
@@ -226,6 +230,7 @@ class TokenGrants:
         try:
             result, run, user = await self.credential_login(
                 "oauth2-resource-owner", client, user, api, params, context, method="pwd", amr=["pwd"],
+                connection=connection_name,
             )
         except _MfaRequired as required:
             # The login's user: a rule's context.primary_user may have changed it (required.result).
@@ -297,11 +302,12 @@ class TokenGrants:
 
     async def credential_login(
         self, protocol: str, client: Client, user: User, api: ResourceServer | None, params: dict[str, str], context: LoginContext,
-        *, method: str, amr: list[str] | None = None,
+        *, method: str, amr: list[str] | None = None, connection: str | None = None,
     ) -> tuple[LoginResult, RuleRun, User]:
         """A back-channel login whose credentials were just checked (password, passwordless code):
         the login is counted (rules see it), then the rules run. Returns the result, the rules'
-        run and the user as stored now; raises the rules' denial, or _MfaRequired."""
+        run and the user as stored now; raises the rules' denial, or _MfaRequired. `connection` is
+        the one the credentials were checked in (a linked secondary's, when `user` is its primary)."""
         now = time.time()
         requested = params.get("scope", "").split()
         granted = await grant_for_user(self._services, user_id=user.user_id, requested=requested, api=api)
@@ -318,17 +324,17 @@ class TokenGrants:
         async with self._services.database.transaction() as session:
             await user_store.record_login(session, user_id=user.user_id, ip=context.ip)
             user = await user_store.get_user(session, user_id=user.user_id) or user
-        return await self._run_rules(protocol, client, user, base, params, context, requested=requested)
+        return await self._run_rules(protocol, client, user, base, params, context, requested=requested, connection=connection)
 
     async def _run_rules(
         self, protocol: str, client: Client, user: User, base: LoginResult, params: dict[str, str], context: LoginContext,
-        *, requested: list[str],
+        *, requested: list[str], connection: str | None = None,
     ) -> tuple[LoginResult, RuleRun, User]:
         """The login rules of a back-channel grant; a denial becomes the OAuth error (logged as `f`).
         Returns the result, the run and the user the tokens are for (a rule's
         context.primary_user may switch to the primary the user is linked to)."""
         run = await run_login_rules(
-            self._services, protocol=protocol, client=client, user=user, connection_name=user.connection,
+            self._services, protocol=protocol, client=client, user=user, connection_name=connection or user.connection,
             request=RequestInfo(ip=context.ip, user_agent=context.user_agent, hostname=context.hostname, body=params),
             result=base,
         )

@@ -37,6 +37,7 @@ from bastion.security.handles import digest
 from bastion.services import Services
 from bastion.storage import refresh_tokens
 from bastion.storage import users as user_store
+from bastion.tenant.tenant_settings import tenant_settings
 from bastion.web import clean_params, client_ip, json_response, read_params
 
 __all__ = ["OidcRoutes"]
@@ -156,12 +157,19 @@ class OidcRoutes:
     # -- logout -------------------------------------------------------------
 
     async def logout(self, request: Request) -> Response:
-        """Auth0's /v2/logout: end the SSO session; `returnTo` must be an allowed logout URL of `client_id`."""
+        """Auth0's /v2/logout: end the SSO session; `returnTo` must be an allowed logout URL of
+        `client_id`, or without a client_id one of the tenant's (tenant settings `allowed_logout_urls`)."""
         params = clean_params(request.query_params.multi_items())
         return_to = params.get("returnTo")
         client_id = params.get("client_id")
-        if return_to:
-            client = await self.services.tenant.client(client_id) if client_id else None
+        if return_to and not client_id:
+            if return_to not in (await tenant_settings(self.services)).allowed_logout_urls:
+                raise PageError(
+                    "Logout URL not allowed",
+                    "The returnTo URL is not in the tenant's list of allowed logout URLs.",
+                )
+        elif return_to:
+            client = await self.services.tenant.client(client_id)
             if client is None or return_to not in client.allowed_logout_urls:
                 raise PageError(
                     "Logout URL not allowed",

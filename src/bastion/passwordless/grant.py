@@ -29,6 +29,7 @@ from bastion.passwordless.login import (
     wrong_code_message,
 )
 from bastion.security.handles import new_id
+from bastion.tenant.tenant_settings import requested_audience
 
 if TYPE_CHECKING:
     from bastion.oidc.grants import TokenGrants
@@ -53,7 +54,7 @@ async def exchange_passwordless_otp(
         if problem.reason == "disabled":
             raise OAuthError("unauthorized_client", f"The connection {params['realm']} is not enabled for this client.", 403) from None
         raise OAuthError("invalid_request", f"Unknown realm: {params['realm']}") from None
-    audience = params.get("audience")
+    audience = await requested_audience(services.tenant, params.get("audience"))
     api = await services.tenant.resource_server(audience) if audience else None
     if audience and api is None:
         raise OAuthError("access_denied", f"Service not found: {audience}", 403)
@@ -74,7 +75,8 @@ async def exchange_passwordless_otp(
     user = redeemed.user
     if user.blocked:
         raise OAuthError("unauthorized", "user is blocked", 401)
-    result, run, user = await grants.credential_login(PROTOCOL, client, user, api, params, context, method=connection.strategy)
+    result, run, user = await grants.credential_login(PROTOCOL, client, user, api, params, context, method=connection.strategy,
+                                                     connection=connection.name)
     response = await grants._issue(client, user, result, api, family_id=new_id("rtf_", 24))
     async with services.database.transaction() as session:
         await grants._record_success(

@@ -203,5 +203,5 @@ class PasswordlessPages(TransactionPages):
         """The code is good: the login goes on from here, as after a password."""
         if user.blocked:
             raise PageError("Account blocked", "user is blocked", 401)
-        transaction = await authenticate(self.services, transaction, user=user, methods=[connection.strategy])
+        transaction = await authenticate(self.services, transaction, user=user, methods=[connection.strategy], connection=connection.name)
         return await self.flow.respond(await advance(self.services, transaction, context=self.flow.context(request)))

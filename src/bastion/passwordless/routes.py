@@ -189,7 +189,9 @@ class PasswordlessRoutes:
             return fail("access_denied", "Public signup is disabled for this connection.")
         browser, new_browser = browser_id(request)
         transaction = await begin_login(self.services, authorization, browser=browser)
-        transaction = await authenticate(self.services, transaction, user=redeemed.user, methods=[connection.strategy])
+        transaction = await authenticate(
+            self.services, transaction, user=redeemed.user, methods=[connection.strategy], connection=connection.name
+        )
         answer = await advance(self.services, transaction, context=self.flow.context(request, browser=browser))
         response = await self.flow.respond(answer)
         if new_browser:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,11 +33,17 @@ async def insert_sso_session(
     return record_from_row(SsoSession, row)
 
 
-async def get_live_sso_session(session: AsyncSession, *, cookie_digest: str, idle_seconds: int) -> SsoSession | None:
-    """The session if it is neither revoked, expired nor idle for longer than `idle_seconds`."""
+async def get_live_sso_session(
+    session: AsyncSession, *, cookie_digest: str, idle_seconds: int, lifetime_seconds: int | None = None
+) -> SsoSession | None:
+    """The session if it is neither revoked, expired nor idle for longer than `idle_seconds`.
+    A `lifetime_seconds` shorter than the one the session started with ends it sooner (a longer
+    one does not extend it: its `expires_at` stays), as Auth0 applies changed session lifetimes."""
     row = await session.get(SsoSessionRow, cookie_digest)
     now = datetime.now(timezone.utc)
     if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    if lifetime_seconds is not None and row.created_at + timedelta(seconds=lifetime_seconds) <= now:
         return None
     if (now - row.last_seen_at).total_seconds() > idle_seconds:
         return None

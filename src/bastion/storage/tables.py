@@ -361,3 +361,14 @@ class RuleConfigRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value_sealed: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+class TenantSettingsRow(Base):
+    """The tenant's settings (Auth0's /api/v2/tenants/settings): one row (id 1) holding the JSON
+    document of what was set; what was never set is filled in from the defaults when read
+    (tenant/tenant_settings.py)."""
+
+    __tablename__ = "tenant_settings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    settings: Mapped[dict] = mapped_column(default=dict)
+    updated_at: Mapped[datetime]

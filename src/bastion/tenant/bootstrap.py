@@ -33,6 +33,7 @@ _RESOURCES = (
 )
 MANAGEMENT_SCOPES = [f"{verb}:{resource}" for resource in _RESOURCES for verb in ("read", "create", "update", "delete")] + [
     "read:tenant_settings", "update:tenant_settings",  # Auth0 has no create: or delete: for these
+    "read:user_idp_tokens",  # upstream providers' access tokens in GET /users/{id}
 ]
 
 

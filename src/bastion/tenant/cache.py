@@ -1,6 +1,6 @@
 """A short-lived, per-process cache of what every token request reads: clients,
 APIs (resource servers), client grants, connections, the enabled rules and the
-rules' configuration values, and whether any role exists.
+rules' configuration values, whether any role exists, and the tenant's settings.
 
 Entries live `ttl` seconds (BASTION_CACHE_TTL, default 5 s), so a change made on
 another server process is seen within that time; changes made through this
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bastion.security.sealing import Sealer
-from bastion.storage import clients, connections, groups, resource_servers, roles, rules
+from bastion.storage import clients, connections, groups, resource_servers, roles, rules, tenant_settings
 from bastion.storage.database import Database
 from bastion.storage.records import Client, ClientGrant, Connection, ResourceServer, Rule
 
@@ -96,3 +96,8 @@ class TenantCache:
             return {key: self._sealer.open(value, purpose=RULE_CONFIG_PURPOSE).decode() for key, value in sealed.items()}
 
         return await self._get(("rule-configuration",), load)
+
+    async def tenant_settings(self) -> dict[str, Any]:
+        """What the tenant set through /api/v2/tenants/settings (tenant/tenant_settings.py adds the
+        defaults). Callers must not change the document they get."""
+        return await self._get(("tenant-settings",), tenant_settings.get_tenant_settings)
