@@ -225,13 +225,21 @@ async def test_the_secondarys_password_logs_in_the_primary(bastion):
     client = await bastion.create_client()
     primary, secondary = await two_users(bastion, client)
     assert (await link(bastion, primary, secondary)).status_code == 201
+    await add_rule(bastion, '''
+def rule(user, context, api):
+    context.id_token["https://example.com/connection"] = context.connection
+    return user, context
+''')
 
-    # The code flow: the tokens, the log event and the SSO session are the primary's.
+    # The code flow: the tokens, the log event and the SSO session are the primary's; the rules
+    # and the log event name the connection the credentials were checked in (the secondary's).
     tokens = await bastion.code_tokens(client, email="pat.work@example.com", password=SECONDARY_PASSWORD)
     claims = claims_of(tokens["id_token"])
     assert claims["sub"] == primary["user_id"] and claims["email"] == "pat@example.com" and claims["name"] == "Pat Primary"
+    assert claims["https://example.com/connection"] == DEFAULT_CONNECTION
     assert claims_of(tokens["access_token"])["sub"] == primary["user_id"]
-    assert (await logs(bastion, "s"))[0]["user_id"] == primary["user_id"]
+    event = (await logs(bastion, "s"))[0]
+    assert (event["user_id"], event["connection"]) == (primary["user_id"], DEFAULT_CONNECTION)
     silent = await bastion.authorize(client, prompt="none")
     assert "code" in query_of(silent.headers["location"]), silent.headers["location"]
 
@@ -240,9 +248,11 @@ async def test_the_secondarys_password_logs_in_the_primary(bastion):
     assert granted.status_code == 200, granted.text
     assert claims_of(granted.json()["id_token"])["sub"] == primary["user_id"]
     realm = await password_grant(bastion, client, "patwork", SECONDARY_PASSWORD, grant_type=REALM_GRANT, realm=DEFAULT_CONNECTION)
-    assert claims_of(realm.json()["id_token"])["sub"] == primary["user_id"]
+    realm_claims = claims_of(realm.json()["id_token"])
+    assert (realm_claims["sub"], realm_claims["https://example.com/connection"]) == (primary["user_id"], DEFAULT_CONNECTION)
     own = await password_grant(bastion, client, "pat@example.com", PASSWORD, grant_type=REALM_GRANT, realm=PARTNER)
-    assert claims_of(own.json()["id_token"])["sub"] == primary["user_id"]
+    own_claims = claims_of(own.json()["id_token"])
+    assert (own_claims["sub"], own_claims["https://example.com/connection"]) == (primary["user_id"], PARTNER)
 
     # A wrong password is counted on the account whose password it is.
     wrong = await password_grant(bastion, client, "pat.work@example.com", "not-the-password")

@@ -327,6 +327,20 @@ async def test_mappings_are_added_listed_and_removed(bastion):
     assert await listing(bastion, f"/groups/{group['id']}/mappings") == []
 
 
+async def test_deleting_a_connection_deletes_its_mappings(bastion):
+    """A connection created later under the same name must not inherit the old one's mappings."""
+    group = await create_group(bastion)
+    created = await bastion.management("POST", "/connections", json={"name": "corp-db", "strategy": "auth0"})
+    assert created.status_code == 201, created.text
+    added = await bastion.management("POST", f"/groups/{group['id']}/mappings", json=[
+        {"connectionName": "corp-db", "groupName": "Admins"}, {"connectionName": DEFAULT_CONNECTION, "groupName": "Staff"}])
+    assert added.status_code == 201, added.text
+    assert (await bastion.management("DELETE", f"/connections/{created.json()['id']}")).status_code == 204
+    assert (await bastion.management("POST", "/connections", json={"name": "corp-db", "strategy": "auth0"})).status_code == 201
+    assert [(m["connectionName"], m["groupName"]) for m in await listing(bastion, f"/groups/{group['id']}/mappings")] == [
+        (DEFAULT_CONNECTION, "Staff")]
+
+
 async def test_mapped_upstream_groups_make_members_for_their_connection_only(bastion):
     await bastion.create_api()
     reader = await create_role(bastion, "Reader", "read:things")

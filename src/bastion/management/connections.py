@@ -13,6 +13,7 @@ from bastion.management.paging import PageParams, list_body, page_params
 from bastion.management.schemas import ConnectionCreate, ConnectionUpdate
 from bastion.security.handles import new_id
 from bastion.storage import connections as connection_store
+from bastion.storage import groups as group_store
 from bastion.storage import users as user_store
 from bastion.tenant.connections import (
     InvalidOptions,
@@ -101,6 +102,7 @@ async def delete_connection(request: Request, id: str, caller: Caller = Depends(
         if connection is None:
             raise _NOT_FOUND
         await user_store.delete_connection_users(session, connection=connection.name)
+        await group_store.delete_connection_mappings(session, connection=connection.name)
         await connection_store.delete_connection(session, id=id)
         await audit(session, caller, "Delete a connection", request, connection_id=id)
     services.tenant.invalidate()

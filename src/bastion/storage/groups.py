@@ -373,6 +373,12 @@ async def remove_mappings(
         await session.execute(delete(GroupMappingRow).where(GroupMappingRow.group_id == group_id, or_(*conditions)))
 
 
+async def delete_connection_mappings(session: AsyncSession, *, connection: str) -> None:
+    """Forget every mapping of a deleted connection: a new connection given the same name later
+    must not inherit group memberships meant for the old one."""
+    await session.execute(delete(GroupMappingRow).where(GroupMappingRow.connection_name == connection))
+
+
 async def list_mappings(session: AsyncSession, *, group_id: str) -> list[GroupMapping]:
     """All of the group's mappings (a group has few), by connection and upstream group name."""
     rows = await session.scalars(
