@@ -6,7 +6,6 @@ A linked secondary user (docs/identities.md) is no user of its own here, as in A
 
 from __future__ import annotations
 
-import re
 from datetime import timezone
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,10 +15,13 @@ from bastion.errors import ManagementError
 from bastion.management.auth import Caller, require
 from bastion.management.common import audit, services_of
 from bastion.management.paging import PageParams, list_body, page_params
+from bastion.management.user_search import sort_order, user_search_condition
 from bastion.management.permissions import checked_permissions, requested_permissions, user_permission_json
 from bastion.management.roles import NO_ROLE, role_json
 from bastion.management.schemas import LinkIdentityBody, PermissionsBody, UserCreate, UserRolesBody, UserUpdate
+from bastion.login.federated_accounts import ACCESS_TOKEN_PURPOSE
 from bastion.storage import connections as connection_store
+from bastion.storage import identities as identity_store
 from bastion.storage import authenticators, login_attempts, refresh_tokens, sso_sessions
 from bastion.storage import permissions as permission_store
 from bastion.storage import roles as role_store
@@ -32,9 +34,9 @@ from bastion.tenant.users import UserConflict, WeakPassword, apply_user_patch, c
 
 router = APIRouter()
 
+# Auth0 shows an identity's upstream access token only to callers granted this scope.
+IDP_TOKENS_SCOPE = "read:user_idp_tokens"
 _NO_USER = ManagementError(404, "The user does not exist.", "inexistent_user")
-# The subset of Auth0's user search (Lucene) that maps to indexed columns: email:"x" and connection:"y".
-_QUERY_TERM = re.compile(r'^\s*(email|connection|identities\.connection)\s*:\s*"?([^"\s]+)"?\s*$')
 
 
 async def _existing_user(session, user_id: str) -> User:
@@ -45,19 +47,14 @@ async def _existing_user(session, user_id: str) -> User:
     return user
 
 
-def _parse_query(q: str | None) -> dict[str, str]:
-    filters: dict[str, str] = {}
-    if not q:
-        return filters
-    for term in re.split(r"\s+AND\s+", q.strip()):
-        match = _QUERY_TERM.match(term)
-        if not match:
-            raise ManagementError(
-                400, "Unsupported query: use email:\"...\" and/or connection:\"...\" (joined with AND)", "invalid_query_string"
-            )
-        field = "connection" if match.group(1) != "email" else "email"
-        filters[field] = match.group(2)
-    return filters
+def _parse_query(q: str | None, search_engine: str | None = None):
+    """The condition on `users` of Auth0's user search `q` (search engine v3; the syntax is in
+    docs/management-api.md), None for every user. Auth0 refuses the retired engines v1 and v2."""
+    if search_engine is not None and search_engine != "v3":
+        if search_engine in ("v1", "v2"):
+            raise ManagementError(400, f"You are not allowed to use search_engine={search_engine}.", "invalid_query_string")
+        raise ManagementError(400, "Query validation error: 'search_engine' must be one of v1, v2, v3.", "invalid_query_string")
+    return user_search_condition(q)
 
 
 @router.get("/users")
@@ -66,12 +63,16 @@ async def list_users(
     params: PageParams = Depends(page_params),
     q: str | None = Query(None),
     search_engine: str | None = Query(None),
+    sort: str | None = Query(None),
     caller: Caller = Depends(require("read:users")),
 ):
     services = services_of(request)
-    filters = _parse_query(q)
+    condition = _parse_query(q, search_engine)
+    order_by = sort_order(sort)
     async with services.database.reader() as session:
-        page = await user_store.list_users(session, page=params.page, per_page=params.per_page, **filters)
+        page = await user_store.list_users(
+            session, page=params.page, per_page=params.per_page, condition=condition, order_by=order_by
+        )
     return list_body("users", page, [user_to_json(u) for u in page.items], params)
 
 
@@ -116,7 +117,15 @@ async def get_user(request: Request, user_id: str, caller: Caller = Depends(requ
     services = services_of(request)
     async with services.database.reader() as session:
         user = await _existing_user(session, user_id)
-    return user_to_json(user)
+        body = user_to_json(user)
+        if IDP_TOKENS_SCOPE in caller.scopes:
+            for identity in body["identities"]:
+                sealed = await identity_store.get_identity_access_token_sealed(
+                    session, provider=identity["provider"], connection=identity["connection"], external_id=identity["user_id"]
+                )
+                if sealed:
+                    identity["access_token"] = services.sealer.open(sealed, purpose=ACCESS_TOKEN_PURPOSE).decode()
+    return body
 
 
 @router.patch("/users/{user_id}")

@@ -9,10 +9,11 @@ the lists (`list_users`, `find_users_by_email`, `missing_users`); `get_user` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.paging import Page, fetch_page
@@ -148,13 +149,20 @@ async def missing_users(session: AsyncSession, *, user_ids: list[str]) -> list[s
 
 
 async def list_users(
-    session: AsyncSession, *, page: int, per_page: int, email: str | None = None, connection: str | None = None
+    session: AsyncSession,
+    *,
+    page: int,
+    per_page: int,
+    condition: ColumnElement[bool] | None = None,
+    order_by: Sequence[ColumnElement[Any]] = (),
 ) -> Page[User]:
-    statement = select(UserRow).where(UserRow.linked_to.is_(None)).order_by(UserRow.created_at, UserRow.user_id)
-    if email:
-        statement = statement.where(UserRow.email == email.lower())
-    if connection:
-        statement = statement.where(UserRow.connection == connection)
+    """A page of the users (never linked secondaries) meeting `condition` (a condition on
+    `users`, as management/user_search.py builds one), in `order_by` order (default: oldest
+    first); the total counts the users meeting it."""
+    statement = select(UserRow).where(UserRow.linked_to.is_(None))
+    if condition is not None:
+        statement = statement.where(condition)
+    statement = statement.order_by(*(order_by or (UserRow.created_at, UserRow.user_id)))
     rows, start, total = await fetch_page(session, statement, page=page, per_page=per_page)
     identities = await _identities(session, [r.user_id for r in rows])
     return Page([record_from_row(User, r, identities=identities[r.user_id]) for r in rows], start, per_page, total)
