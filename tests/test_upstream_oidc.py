@@ -332,6 +332,16 @@ async def test_login_from_one_app_through_another(bastion, bastion_with):
         assert identity.access_token_sealed and identity.access_token_sealed.startswith("v1.")
         assert identity.profile_data["email"] == "fed@example.com" and "nonce" not in identity.profile_data
 
+        # The upstream access token is shown to read:user_idp_tokens callers only, and it is B's own token.
+        shown = {}
+        for scope in ("read:users read:user_idp_tokens", "read:users"):
+            token = await a.management_token(scope=scope)
+            body = (await a.http.get(f"/api/v2/users/{user_id}", headers={"Authorization": f"Bearer {token}"})).json()
+            shown[scope] = body["identities"][0].get("access_token")
+        assert shown["read:users"] is None
+        userinfo = await b.http.get("/userinfo", headers={"Authorization": f"Bearer {shown['read:users read:user_idp_tokens']}"})
+        assert userinfo.status_code == 200 and userinfo.json()["sub"] == b_user["user_id"], userinfo.text
+
 
 async def test_a_provider_that_cannot_be_reached_gets_a_page(bastion):
     client = await bastion.create_client()
