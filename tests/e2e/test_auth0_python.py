@@ -202,3 +202,15 @@ def test_clients_resource_servers_and_connections(tenant: Tenant):
     tenant.sdk.clients.delete(client.client_id)
     assert [tenant.status(p) for p in (f"/connections/{connection.id}", f"/resource-servers/{api.id}",
                                        f"/clients/{client.client_id}")] == [404, 404, 404]
+
+
+def test_tenant_settings(tenant: Tenant):
+    before = tenant.sdk.tenants.settings.get()
+    assert before.session_lifetime == tenant.read("/tenants/settings")["session_lifetime"]
+    answer = tenant.sdk.tenants.settings.update(friendly_name="Orders Inc", session_lifetime_in_minutes=90,
+                                                default_directory=DATABASE, allowed_logout_urls=["https://app.example/"])
+    assert answer.friendly_name == "Orders Inc"
+    stored = tenant.read("/tenants/settings")
+    assert (stored["friendly_name"], stored["session_lifetime_in_minutes"], stored["session_lifetime"]) == ("Orders Inc", 90, 1.5)
+    assert (stored["default_directory"], stored["allowed_logout_urls"]) == (DATABASE, ["https://app.example/"])
+    assert tenant.sdk.tenants.settings.get().friendly_name == "Orders Inc"
