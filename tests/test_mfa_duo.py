@@ -17,9 +17,7 @@ also answers /oauth/v2/authorize.)
 
 from __future__ import annotations
 
-import datetime
 import http.server
-import ipaddress
 import json
 import secrets
 import ssl
@@ -32,15 +30,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bastion.keys.jose import public_keyset, verify_jwt
 from bastion.oidc.grants import s256
 
 from conftest import ISSUER, add_rule, query_of
+from tests.certificates import ca_and_server_certificate
 
 IKEY = "DIWJ8X6AEYOR5OMC6TQ1"  # Duo client ids are 20 characters
 SKEY = "Zh5eGmUq9zpfQnyUIu5OhPvcsHX3MHVcRPwZBvdt"  # and secrets 40
@@ -48,52 +43,6 @@ CALLBACK = f"{ISSUER}/u/mfa/duo/callback"
 
 # Duo's secrets are 40 characters, shorter than PyJWT recommends for HS512; that is Duo's protocol.
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-
-
-# -- a test CA and a server certificate for localhost ------------------------------------
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """(ca.pem, server-cert.pem, server-key.pem): a CA, and a certificate it signed for localhost / 127.0.0.1."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("Bastion Test Duo CA")).issuer_name(_name("Bastion Test Duo CA"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost")).issuer_name(ca.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "duo-ca.pem", directory / "duo-cert.pem", directory / "duo-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return paths
 
 
 # -- the fake Duo ---------------------------------------------------------------------------
@@ -202,7 +151,7 @@ def serve_duo(duo: FakeDuo, cert: Path, key: Path) -> http.server.ThreadingHTTPS
 
 @pytest.fixture
 def duo(tmp_path: Path):
-    ca, cert, key = make_certificates(tmp_path)
+    ca, cert, key = ca_and_server_certificate(tmp_path, "duo")
     fake = FakeDuo(ca_file=ca)
     server = serve_duo(fake, cert, key)
     yield fake

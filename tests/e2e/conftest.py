@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import re
 import secrets
@@ -27,10 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import MGMT_ID, MGMT_SECRET
 
@@ -95,6 +89,16 @@ class LiveServer:
 
     def cli(self, *args: str) -> str:
         return run_cli(self.env, *args)
+
+    def management_http(self) -> httpx.Client:
+        """An httpx client for this server's Management API, with a token of the bootstrap client."""
+        response = httpx.post(self.url("/oauth/token"), verify=self.verify(), data={
+            "grant_type": "client_credentials", "client_id": MGMT_ID, "client_secret": MGMT_SECRET,
+            "audience": self.issuer.rstrip("/") + "/api/v2/",
+        })
+        assert response.status_code == 200, response.text
+        return httpx.Client(base_url=self.base_url, verify=self.verify(), timeout=30,
+                            headers={"Authorization": f"Bearer {response.json()['access_token']}"})
 
     def discovery(self) -> dict:
         with httpx.Client(verify=self.verify(), timeout=10) as http:
@@ -209,37 +213,6 @@ def live_server(tmp_path: Path, secret_key: str) -> Iterator[StartServer]:
 
 
 # -- helpers shared by the e2e tests ------------------------------------------
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed server certificate for 127.0.0.1 (SAN IP:127.0.0.1). Returns (cert.pem, key.pem)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, content_commitment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 def browser_client(**kwargs) -> httpx.Client:

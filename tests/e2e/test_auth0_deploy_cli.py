@@ -20,7 +20,6 @@ part of the round trip is checked through a login instead.
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 from pathlib import Path
 
@@ -31,7 +30,9 @@ from joserfc.jwk import KeySet
 
 from conftest import MGMT_ID, MGMT_SECRET
 
-from .conftest import _clean_environment, self_signed_certificate
+from tests.certificates import self_signed_certificate
+
+from .conftest import _clean_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -75,13 +76,7 @@ class DeployCli:
 def deployment(live_server, sqlite_url, tmp_path):
     cert, key = self_signed_certificate(tmp_path)
     server = live_server(sqlite_url, tls=(cert, key))
-    trust = ssl.create_default_context(cafile=str(cert))
-    token = httpx.post(server.url("/oauth/token"), verify=trust, data={
-        "grant_type": "client_credentials", "client_id": MGMT_ID, "client_secret": MGMT_SECRET,
-        "audience": server.url("/api/v2/"),
-    }).json()["access_token"]
-    with httpx.Client(base_url=server.base_url, verify=trust, timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
+    with server.management_http() as http:
         yield DeployCli(server, cert, tmp_path), http
 
 

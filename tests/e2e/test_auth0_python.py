@@ -20,7 +20,7 @@ from auth0.management.core.api_error import ApiError
 
 from conftest import MGMT_ID, MGMT_SECRET
 
-from .conftest import self_signed_certificate
+from tests.certificates import self_signed_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -64,12 +64,7 @@ def tenant(live_server, database_url, tmp_path, monkeypatch):
     sdk_http = httpx.Client(verify=trust, timeout=30, event_hooks={"request": [sent.append]})
     sdk = ManagementClient(domain=f"127.0.0.1:{server.port}", client_id=MGMT_ID, client_secret=MGMT_SECRET,
                            httpx_client=sdk_http)
-    token = httpx.post(server.url("/oauth/token"), verify=trust, data={
-        "grant_type": "client_credentials", "client_id": MGMT_ID, "client_secret": MGMT_SECRET,
-        "audience": server.url("/api/v2/"),
-    }).json()["access_token"]
-    with httpx.Client(base_url=server.base_url, verify=trust, timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as http:
+    with server.management_http() as http:
         yield Tenant(sdk=sdk, http=http, sent=sent)
     sdk_http.close()
 

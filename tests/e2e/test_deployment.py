@@ -13,7 +13,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from .conftest import browser_client, free_port, self_signed_certificate, hidden_field, poll, query_params, submit_login
+from tests.certificates import self_signed_certificate
+
+from .conftest import browser_client, free_port, hidden_field, poll, query_params, submit_login
 
 PASSWORD = "Deploy-Correct-Horse-5"
 CALLBACK = "https://rp.example/callback"
