@@ -93,10 +93,11 @@ class Browser:
             client.close()
 
 
-def management(server: LiveServer, method: str, path: str, **kwargs) -> httpx.Response:
+def management(server: LiveServer, method: str, path: str, *, scope: str | None = None, **kwargs) -> httpx.Response:
+    """A Management API call with a token of every scope the bootstrap client has, or of `scope`."""
     token = httpx.post(server.url("/oauth/token"), data={
         "grant_type": "client_credentials", "client_id": MGMT_ID, "client_secret": MGMT_SECRET,
-        "audience": f"{server.issuer}/api/v2/",
+        "audience": f"{server.issuer}/api/v2/", **({"scope": scope} if scope else {}),
     }, timeout=15)
     assert token.status_code == 200, token.text
     return httpx.request(method, server.url(f"/api/v2{path}"), headers={"Authorization": f"Bearer {token.json()['access_token']}"},
@@ -249,7 +250,9 @@ def test_login_through_an_upstream_oidc_provider(federation: Federation):
     assert identity["user_id"] == f"bastion-b|{fed.b_user_id}" and identity["isSocial"] is False
     assert identity["profileData"]["email"] == EMAIL and identity["profileData"]["sub"] == fed.b_user_id
     assert not {"nonce", "iss", "aud", "exp", "iat", "at_hash"} & set(identity["profileData"])
-    assert "access_token" not in json.dumps(user.json()), "the upstream access token is never shown without read:user_idp_tokens"
+    assert identity["access_token"]  # the caller has read:user_idp_tokens
+    without = management(fed.a, "GET", f"/users/{claims['sub']}", scope="read:users read:connections")
+    assert "access_token" not in json.dumps(without.json()), "the upstream access token is never shown without read:user_idp_tokens"
 
     # The connection's secret is sealed and never shown.
     connection = management(fed.a, "GET", f"/connections/{fed.connection_id}").json()
