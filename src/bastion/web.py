@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.errors import OAuthError
 
-__all__ = ["client_ip", "read_params", "read_form", "clean_params", "json_response", "BodySizeLimit"]
+__all__ = ["client_ip", "request_hostname", "read_params", "read_form", "clean_params", "json_response", "BodySizeLimit"]
 
 
 def client_ip(request: Request) -> str:
@@ -29,6 +30,20 @@ def client_ip(request: Request) -> str:
         if not _trusted(hop, proxies):
             return hop
     return hops[0] if hops else peer
+
+
+def request_hostname(request: Request) -> str:
+    """The host name the client asked for (Host header, without port or IPv6 brackets, lower
+    case), as `request.url.hostname` gives it without building the whole URL."""
+    host = request.headers.get("host")
+    if not host:
+        server = request.scope.get("server")
+        return str(server[0]) if server else ""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host[1:]
+    return host.split(":", 1)[0]
 
 
 def _trusted(address: str, proxies) -> bool:
@@ -103,7 +118,12 @@ async def read_params(request: Request) -> dict[str, str]:
                 value = "true" if value else "false"
             pairs.append((key, str(value)))
         return clean_params(pairs)
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if content_type == "application/x-www-form-urlencoded":
+        # Parsed as Starlette's form parser does (latin-1, then percent-decoding as UTF-8, blank
+        # values kept), without its streaming machinery: this is every token request's body.
+        body = await request.body()
+        return clean_params(parse_qsl(body.decode("latin-1"), keep_blank_values=True))
+    if content_type == "multipart/form-data":
         return await read_form(request)
     if request.method in ("GET", "HEAD"):
         return clean_params(request.query_params.multi_items())

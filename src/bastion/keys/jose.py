@@ -6,6 +6,8 @@ algorithm allow-list on every verification.
 
 from __future__ import annotations
 
+import base64
+import json
 import warnings
 from typing import Any
 
@@ -37,17 +39,36 @@ _REGISTRY = JWSRegistry(algorithms=list(ASYMMETRIC_ALGORITHMS) + ["HS256"])
 
 
 class SigningKeyMaterial:
-    """A loaded private key, ready to sign; loaded once and cached by the keyring."""
+    """A loaded private key, ready to sign; loaded once and cached by the keyring.
+
+    Tokens are signed on every login and every token request, so the fixed parts are prepared
+    once: the key is checked against its algorithm here, and the protected header's encoded
+    segment is kept per `typ`. joserfc's algorithm object computes the signature (and its JOSE
+    encoding, e.g. ECDSA's r||s); what is left per token is JSON and base64url.
+    """
 
     def __init__(self, kid: str, alg: str, key: Any):
         self.kid = kid
         self.alg = alg
         self._key = key
-        self._header = {"alg": alg, "typ": "JWT", "kid": kid}
+        self._algorithm = _REGISTRY.get_alg(alg)
+        self._algorithm.check_key(key)
+        self._header_segments: dict[str, bytes] = {}
+
+    def _header_segment(self, typ: str) -> bytes:
+        segment = self._header_segments.get(typ)
+        if segment is None:
+            segment = self._header_segments[typ] = _b64_json({"alg": self.alg, "typ": typ, "kid": self.kid})
+        return segment
 
     def sign(self, claims: dict[str, Any], *, typ: str = "JWT") -> str:
-        header = self._header if typ == "JWT" else {**self._header, "typ": typ}
-        return jwt.encode(header, claims, self._key, registry=_REGISTRY)
+        signing_input = self._header_segment(typ) + b"." + _b64_json(claims)
+        signature = self._algorithm.sign(signing_input, self._key)
+        return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode("ascii")
+
+
+def _b64_json(value: dict[str, Any]) -> bytes:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()).rstrip(b"=")
 
 
 def generate_private_key(alg: str, kid: str) -> tuple[str, dict]:

@@ -20,7 +20,7 @@ from bastion.login.transaction import AuthorizationRequest, LoginDenial, LoginRe
 from bastion.services import Services
 from bastion.storage import users as user_store
 from bastion.tenant.tenant_settings import tenant_settings
-from bastion.web import client_ip
+from bastion.web import client_ip, request_hostname
 
 __all__ = ["LoginFlow", "Responder", "REMEMBER_COOKIE"]
 
@@ -40,7 +40,7 @@ class LoginFlow:
         return LoginContext(
             ip=client_ip(request),
             user_agent=request.headers.get("user-agent"),
-            hostname=request.url.hostname or "",
+            hostname=request_hostname(request),
             browser=browser or request.cookies.get(BROWSER_COOKIE),
             remembered=request.cookies.get(REMEMBER_COOKIE),
             session_cookie=request.cookies.get(SESSION_COOKIE),

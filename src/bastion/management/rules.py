@@ -17,7 +17,7 @@ from bastion.management.paging import PageParams, list_body, page_params
 from bastion.rules import admin
 from bastion.rules.context import RequestInfo
 from bastion.storage import rules as rule_store
-from bastion.web import client_ip
+from bastion.web import client_ip, request_hostname
 
 router = APIRouter()
 
@@ -134,7 +134,7 @@ async def _try(request: Request, caller: Caller, body: RuleTry, *, rule_id: str 
     return await admin.try_rules(
         services, rule_id=rule_id, rule_ids=None if rule_id else body.rules, user_id=body.user_id, user=body.user,
         context=body.context, client_id=body.client_id, dry_run=body.dry_run, record=record,
-        request=RequestInfo(ip=client_ip(request), user_agent=request.headers.get("user-agent"), hostname=request.url.hostname or "localhost"),
+        request=RequestInfo(ip=client_ip(request), user_agent=request.headers.get("user-agent"), hostname=request_hostname(request) or "localhost"),
     )
 
 

@@ -69,11 +69,7 @@ class TokenGrants:
     def __init__(self, services: Services, issuer: TokenIssuer):
         self._services = services
         self._issuer = issuer
-
-    async def handle(self, grant_type: str | None, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext) -> dict[str, Any]:
-        if not grant_type:
-            raise OAuthError("invalid_request", "Missing required parameter: grant_type")
-        handler = {
+        self._handlers = {
             "authorization_code": self.authorization_code,
             "refresh_token": self.refresh_token,
             "client_credentials": self.client_credentials,
@@ -82,7 +78,12 @@ class TokenGrants:
             MFA_OTP_GRANT: self.mfa,
             MFA_RECOVERY_CODE_GRANT: self.mfa,
             PASSWORDLESS_OTP_GRANT: self.passwordless_otp,
-        }.get(grant_type)
+        }
+
+    async def handle(self, grant_type: str | None, caller: AuthenticatedClient, params: dict[str, str], context: LoginContext) -> dict[str, Any]:
+        if not grant_type:
+            raise OAuthError("invalid_request", "Missing required parameter: grant_type")
+        handler = self._handlers.get(grant_type)
         if handler is None:
             raise OAuthError("unsupported_grant_type", f"Unsupported grant type: {grant_type}")
         if grant_type not in caller.client.grant_types and not (grant_type in _MFA_GRANTS and _MFA_GRANTS[grant_type] in caller.client.grant_types):

@@ -38,7 +38,7 @@ from bastion.services import Services
 from bastion.storage import refresh_tokens
 from bastion.storage import users as user_store
 from bastion.tenant.tenant_settings import tenant_settings
-from bastion.web import clean_params, client_ip, json_response, read_params
+from bastion.web import clean_params, client_ip, json_response, read_params, request_hostname
 
 __all__ = ["OidcRoutes"]
 
@@ -229,7 +229,7 @@ class OidcRoutes:
 
 
 def _context(request: Request) -> LoginContext:
-    return LoginContext(ip=client_ip(request), user_agent=request.headers.get("user-agent"), hostname=request.url.hostname or "")
+    return LoginContext(ip=client_ip(request), user_agent=request.headers.get("user-agent"), hostname=request_hostname(request))
 
 
 def _bearer_error(error: str, description: str, status: int) -> Response:
