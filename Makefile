@@ -8,7 +8,7 @@ NODE_TOOLS := tests/tools/node_modules/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install test-sqlite test-postgres bench clean
+.PHONY: run test install test-sqlite test-postgres bench bench-quick bench-rules wrk clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,22 @@ run: $(STAMP)
 test: $(STAMP) $(NODE_TOOLS)
 	$(BIN)/python -m pytest -q
 
-## make bench: the rules pipeline benchmark (a real `bastion serve` on loopback, < ~4 min), then the side-by-side
-## rules overhead benchmark (two servers, paired logins, ~3 min quiet, up to ~7.5 min busy); both write bench/results/
-bench: $(STAMP)
+## make bench: the benchmark suite (bench/suite.py): `bastion serve` with 1 and 2 workers on SQLite and PostgreSQL,
+## the peer side by side (../shared/bench/run-peer.sh), wrk and a separate login driver; bounded (< 10 min);
+## writes bench/results/<UTC date>.md and .json. `make bench-quick`: a smoke run (< 2 min, <date>-quick.*)
+bench: $(STAMP) wrk
+	$(BIN)/python bench/suite.py
+
+bench-quick: $(STAMP) wrk
+	$(BIN)/python bench/suite.py --quick
+
+# the load generator, from Debian's packages (run-peer.sh would install it the same way)
+wrk:
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk)
+
+## make bench-rules: the two rules benchmarks: the rules pipeline (one server, < ~4 min), then the side-by-side
+## rules overhead (two servers, paired logins, ~3 min quiet, up to ~7.5 min busy); both write bench/results/
+bench-rules: $(STAMP)
 	$(BIN)/python bench/rules_pipeline.py
 	$(BIN)/python bench/rules_overhead.py
 
