@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -98,10 +99,13 @@ class TokenGrants:
         if not code_value:
             raise OAuthError("invalid_request", "Missing required parameter: code")
         family_id = new_id("rtf_", 24)
+        user: User | None = None
         async with self._services.database.transaction() as session:
             code, first_use = await authorization_codes.consume_authorization_code(
                 session, code_digest=digest(code_value), family_id=family_id
             )
+            if code is not None and first_use:  # read here, checked once the code is spent for good
+                user = await user_store.get_user(session, user_id=code.user_id)
             if code is not None and not first_use and code.refresh_family_id:
                 await refresh_tokens.revoke_refresh_family(session, family_id=code.refresh_family_id)
             if code is not None and not first_use:
@@ -113,16 +117,17 @@ class TokenGrants:
             raise _invalid_grant("Invalid authorization code")
         check_code(code, client=client, params=params)
         result = LoginResult.from_json(code.grant)
-        user = await self._live_user(result.user_id)
+        user = _live(user)
         api = await self._services.tenant.resource_server(result.audience) if result.audience else None
-        response = await self._issue(client, user, result, api, family_id=family_id)
-        async with self._services.database.transaction() as session:
+
+        async def record(session) -> None:
             await record_event(
                 session, EventType.SUCCESS_CODE_EXCHANGE, description="Authorization Code for Access Token",
                 client_id=client.client_id, client_name=client.name, user_id=user.user_id, ip=context.ip,
                 user_agent=context.user_agent,
             )
-        return response
+
+        return await self._issue(client, user, result, api, family_id=family_id, record=record)
 
     # -- refresh_token -----------------------------------------------------
 
@@ -144,6 +149,7 @@ class TokenGrants:
             if extra:  # checked before rotation: a refused request leaves the token usable
                 raise OAuthError("invalid_scope", f"Scope not granted originally: {' '.join(extra)}")
             rotated = await refresh_tokens.use_refresh_token(session, token_digest=token_digest)
+            user = await user_store.get_user(session, user_id=result.user_id) if rotated else None
             if not rotated:
                 await refresh_tokens.revoke_refresh_family(session, family_id=token.family_id)
                 await record_event(
@@ -153,7 +159,7 @@ class TokenGrants:
                 )
         if not rotated:
             raise _invalid_grant("Unknown or invalid refresh token.")
-        user = await self._live_user(result.user_id)
+        user = _live(user)
         api = await self._services.tenant.resource_server(result.audience) if result.audience else None
         # The permissions are read again: one taken away since the login is gone from this
         # access token (the refresh token keeps its login's scopes, so none is added).
@@ -162,16 +168,14 @@ class TokenGrants:
         result, run, user = await self._run_rules(
             "oauth2-refresh-token", client, user, base, params, context, requested=requested or result.scopes
         )
-        response = await self._issue(
+        return await self._issue(
             client, user, result, api, family_id=token.family_id, family_expires_at=token.expires_at,
             refresh_grant=LoginResult.from_json(token.grant),  # RFC 6749 §6: the refresh token keeps its scope
+            record=self._success_recorder(
+                run, EventType.SUCCESS_REFRESH_EXCHANGE, "Refresh Token for Access Token", client, user, context,
+                protocol="oauth2-refresh-token",
+            ),
         )
-        async with self._services.database.transaction() as session:
-            await self._record_success(
-                session, run, EventType.SUCCESS_REFRESH_EXCHANGE, "Refresh Token for Access Token", client, user,
-                context, protocol="oauth2-refresh-token",
-            )
-        return response
 
     # -- client_credentials ------------------------------------------------
 
@@ -246,13 +250,13 @@ class TokenGrants:
                     ip=context.ip, connection=user.connection, user_agent=context.user_agent,
                 )
             raise OAuthError("mfa_required", "Multifactor authentication required", 403, extra={"mfa_token": token}) from None
-        response = await self._issue(client, user, result, api, family_id=new_id("rtf_", 24), gty="password")
-        async with self._services.database.transaction() as session:
-            await self._record_success(
-                session, run, EventType.SUCCESS_PASSWORD_EXCHANGE, "Password for Access Token", client, user,
-                context, protocol="oauth2-resource-owner",
-            )
-        return response
+        return await self._issue(
+            client, user, result, api, family_id=new_id("rtf_", 24), gty="password",
+            record=self._success_recorder(
+                run, EventType.SUCCESS_PASSWORD_EXCHANGE, "Password for Access Token", client, user, context,
+                protocol="oauth2-resource-owner",
+            ),
+        )
 
     # -- mfa-otp and mfa-recovery-code -------------------------------------
 
@@ -283,15 +287,17 @@ class TokenGrants:
         result = LoginResult.from_json(pending.result)
         result = replace(result, amr=["mfa"], methods=[*result.methods, ["mfa", now * 1000]])
         api = await self._services.tenant.resource_server(result.audience) if result.audience else None
-        response = await self._issue(client, user, result, api, family_id=new_id("rtf_", 24), gty="mfa")
-        if new_recovery:
-            response["recovery_code"] = new_recovery
-        async with self._services.database.transaction() as session:
+
+        async def record(session) -> None:
             await record_event(
                 session, EventType.SUCCESS_PASSWORD_EXCHANGE, description="Password and MFA for Access Token",
                 client_id=client.client_id, client_name=client.name, user_id=user.user_id, user_name=user.email,
                 ip=context.ip, connection=user.connection, user_agent=context.user_agent, rules_execution=pending.execution,
             )
+
+        response = await self._issue(client, user, result, api, family_id=new_id("rtf_", 24), gty="mfa", record=record)
+        if new_recovery:
+            response["recovery_code"] = new_recovery
         return response
 
     # -- passwordless/otp ----------------------------------------------------
@@ -360,23 +366,23 @@ class TokenGrants:
             raise OAuthError(outcome.error, outcome.description, 401 if outcome.error == "unauthorized" else 403)
         return outcome, run, switched
 
-    async def _record_success(
-        self, session, run: RuleRun, event: str, description: str, client: Client, user: User, context: LoginContext, *, protocol: str
-    ) -> None:
-        await record_event(
-            session, event, description=description, client_id=client.client_id, client_name=client.name,
-            user_id=user.user_id, user_name=user.email, ip=context.ip, connection=user.connection,
-            user_agent=context.user_agent, rules_execution=_execution(run, protocol, client, user),
-        )
+    def _success_recorder(
+        self, run: RuleRun, event: str, description: str, client: Client, user: User, context: LoginContext, *, protocol: str
+    ) -> Callable[[Any], Awaitable[None]]:
+        """What writes the log event of a successful exchange, in _issue's transaction."""
+
+        async def record(session) -> None:
+            await record_event(
+                session, event, description=description, client_id=client.client_id, client_name=client.name,
+                user_id=user.user_id, user_name=user.email, ip=context.ip, connection=user.connection,
+                user_agent=context.user_agent, rules_execution=_execution(run, protocol, client, user),
+            )
+
+        return record
 
     async def _live_user(self, user_id: str) -> User:
         async with self._services.database.reader() as session:
-            user = await user_store.get_user(session, user_id=user_id)
-        if user is None or user.linked_to is not None:  # a linked secondary is no user of its own
-            raise _invalid_grant("The user no longer exists.")
-        if user.blocked:
-            raise OAuthError("unauthorized", "user is blocked", 401)
-        return user
+            return _live(await user_store.get_user(session, user_id=user_id))
 
     async def _issue(
         self,
@@ -389,8 +395,12 @@ class TokenGrants:
         gty: str | None = None,
         family_expires_at: datetime | None = None,
         refresh_grant: LoginResult | None = None,
+        record: Callable[[Any], Awaitable[None]],
     ) -> dict[str, Any]:
-        """Access token, ID token (with `openid`) and a refresh token (with `offline_access`, where allowed)."""
+        """Access token, ID token (with `openid`) and a refresh token (with `offline_access`, where allowed).
+
+        The refresh token and what `record` writes (the exchange's log event) are stored in one
+        transaction: one write per exchange, and never one without the other."""
         scopes = result.scopes
         access_token, expires_in = await self._issuer.access_token(
             client=client, subject=user.user_id, scopes=result.token_scopes, api=api,
@@ -400,22 +410,33 @@ class TokenGrants:
         if "openid" in scopes:
             response["id_token"] = await self._issuer.id_token(client=client, user=user, result=result)
         refresh_grant = refresh_grant or result
-        if _refresh_allowed(client, api, refresh_grant.scopes):
-            token = new_handle(48)
-            expires_at = family_expires_at or datetime.now(timezone.utc) + timedelta(
-                seconds=self._services.settings.refresh_token_lifetime
-            )
-            async with self._services.database.transaction() as session:
+        refresh = new_handle(48) if _refresh_allowed(client, api, refresh_grant.scopes) else None
+        async with self._services.database.transaction() as session:
+            if refresh is not None:
+                expires_at = family_expires_at or datetime.now(timezone.utc) + timedelta(
+                    seconds=self._services.settings.refresh_token_lifetime
+                )
                 await refresh_tokens.insert_refresh_token(
-                    session, token_digest=digest(token), family_id=family_id, client_id=client.client_id,
+                    session, token_digest=digest(refresh), family_id=family_id, client_id=client.client_id,
                     user_id=user.user_id, grant=refresh_grant.to_json(), expires_at=expires_at,
                 )
-            response["refresh_token"] = token
+            await record(session)
+        if refresh is not None:
+            response["refresh_token"] = refresh
         response.update({"scope": " ".join(result.token_scopes), "expires_in": expires_in, "token_type": "Bearer"})
         return response
 
 
 _MFA_GRANTS = {MFA_OTP_GRANT: "password", MFA_RECOVERY_CODE_GRANT: "password"}
+
+
+def _live(user: User | None) -> User:
+    """The user tokens may be issued to: it exists, is no linked secondary, is not blocked."""
+    if user is None or user.linked_to is not None:  # a linked secondary is no user of its own
+        raise _invalid_grant("The user no longer exists.")
+    if user.blocked:
+        raise OAuthError("unauthorized", "user is blocked", 401)
+    return user
 
 
 def _back_channel_steps(run: RuleRun, protocol: str, result: LoginResult) -> LoginResult | LoginDenial | _MfaRequired:

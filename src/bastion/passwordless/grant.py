@@ -77,9 +77,7 @@ async def exchange_passwordless_otp(
         raise OAuthError("unauthorized", "user is blocked", 401)
     result, run, user = await grants.credential_login(PROTOCOL, client, user, api, params, context, method=connection.strategy,
                                                      connection=connection.name)
-    response = await grants._issue(client, user, result, api, family_id=new_id("rtf_", 24))
-    async with services.database.transaction() as session:
-        await grants._record_success(
-            session, run, EventType.SUCCESS_LOGIN, "Successful login", client, user, context, protocol=PROTOCOL,
-        )
-    return response
+    return await grants._issue(
+        client, user, result, api, family_id=new_id("rtf_", 24),
+        record=grants._success_recorder(run, EventType.SUCCESS_LOGIN, "Successful login", client, user, context, protocol=PROTOCOL),
+    )
