@@ -44,7 +44,7 @@ async def authenticate_password(
     settings = services.settings
     async with services.database.reader() as session:
         user = await user_store.find_user_by_login(session, connection=connection, login=login)
-        blocked = bool(user) and await login_attempts.is_blocked(session, user_id=user.user_id, ip=ip)
+        failed, blocked = await login_attempts.failures(session, user_id=user.user_id, ip=ip) if user else (0, False)
         primary = await primary_of(session, user=user) if user else None
     if blocked:
         assert user is not None
@@ -71,6 +71,7 @@ async def authenticate_password(
         raise LoginFailure("wrong_credentials", "Wrong email or password.")
     if primary.blocked:
         raise LoginFailure("blocked_user", "user is blocked")
-    async with services.database.transaction() as session:
-        await login_attempts.clear_failures(session, user_id=user.user_id, ip=ip)
+    if failed:  # a success wipes the count (a login without earlier failures writes nothing here)
+        async with services.database.transaction() as session:
+            await login_attempts.clear_failures(session, user_id=user.user_id, ip=ip)
     return primary

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from bastion.login.pipeline import Answer, LoginContext, advance, authenticate, begin_login, session_satisfies
+from bastion.login.pipeline import Answer, LoginContext, advance, authentication, begin_login, session_satisfies
 from bastion.login.sso import BROWSER_COOKIE, SESSION_COOKIE, browser_id, current_sso_session, set_cookie
 from bastion.login.transaction import AuthorizationRequest, LoginDenial, LoginResult
 from bastion.services import Services
@@ -58,8 +58,8 @@ class LoginFlow:
             async with self.services.database.reader() as session:
                 user = await user_store.get_user(session, user_id=sso.user_id)
             if user is not None and not user.blocked:
-                transaction = await begin_login(self.services, authorization, browser=browser)
-                transaction = await authenticate(self.services, transaction, user=user, methods=list(sso.methods), sso=sso)
+                authenticated = await authentication(self.services, user=user, methods=list(sso.methods), sso=sso)
+                transaction = await begin_login(self.services, authorization, browser=browser, authenticated=authenticated)
                 answer = await advance(self.services, transaction, context=self.context(request, browser=browser))
                 return self._with_browser(await self.respond(answer), browser, new_browser)
         if "none" in authorization.prompt:

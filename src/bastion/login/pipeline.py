@@ -57,6 +57,7 @@ __all__ = [
     "begin_login",
     "resume_login",
     "authenticate",
+    "authentication",
     "advance",
     "accept_consent",
     "pass_mfa",
@@ -108,21 +109,23 @@ def _now() -> datetime:
 # -- starting and finding a transaction ------------------------------------------
 
 
-async def begin_login(services: Services, request: AuthorizationRequest, *, browser: str) -> LoginTransactionRecord:
-    """Persist a new transaction bound to this browser (its cookie's digest)."""
+async def begin_login(
+    services: Services, request: AuthorizationRequest, *, browser: str, authenticated: dict[str, Any] | None = None
+) -> LoginTransactionRecord:
+    """Persist a new transaction bound to this browser (its cookie's digest): awaiting the login,
+    or already `authenticated` (what `authentication()` gives, for a login on an SSO session)."""
+    fields = {"state": LoginState.AWAITING_LOGIN.value, "user_id": None, "auth_time": None, "methods": [], "progress": {}}
+    if authenticated is not None:
+        fields = {"state": LoginState.AUTHENTICATED.value, **authenticated}
     async with services.database.transaction() as session:
         return await login_transactions.insert_login_transaction(
             session,
             id=new_handle(24),
-            state=LoginState.AWAITING_LOGIN.value,
             client_id=request.client_id,
             request=request.to_json(),
             browser_digest=digest(browser),
-            user_id=None,
-            auth_time=None,
-            methods=[],
-            progress={},
             expires_at=_now() + timedelta(seconds=services.settings.login_transaction_lifetime),
+            **fields,
         )
 
 
@@ -164,7 +167,15 @@ async def authenticate(
     services: Services, transaction: LoginTransactionRecord, *, user: User, methods: list[str], sso: SsoSession | None = None,
     connection: str | None = None,
 ) -> LoginTransactionRecord:
-    """awaiting_login -> authenticated, once.
+    """awaiting_login -> authenticated, once (what changes: `authentication()`)."""
+    fields = await authentication(services, user=user, methods=methods, sso=sso, connection=connection)
+    return await _move(services, transaction, LoginState.AWAITING_LOGIN, LoginState.AUTHENTICATED, **fields)
+
+
+async def authentication(
+    services: Services, *, user: User, methods: list[str], sso: SsoSession | None = None, connection: str | None = None
+) -> dict[str, Any]:
+    """The transaction's fields once `user` has authenticated.
 
     `connection` is the one the person authenticated with (default: `user`'s own). Rules see it
     as `context.connection` and the log event names it, also when the login goes on as the
@@ -185,13 +196,12 @@ async def authenticate(
         user = primary
     progress = {"sid": sso.sid, "new_session": False} if sso else {"sid": new_id(length=32), "new_session": True}
     progress["connection"] = connection
-    return await _move(
-        services, transaction, LoginState.AWAITING_LOGIN, LoginState.AUTHENTICATED,
-        user_id=user.user_id,
-        auth_time=sso.auth_time if sso else _now(),
-        methods=list(sso.methods) if sso else list(methods),
-        progress=progress,
-    )
+    return {
+        "user_id": user.user_id,
+        "auth_time": sso.auth_time if sso else _now(),
+        "methods": list(sso.methods) if sso else list(methods),
+        "progress": progress,
+    }
 
 
 # -- the driver ----------------------------------------------------------------------

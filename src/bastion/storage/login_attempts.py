@@ -9,12 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.tables import LoginAttemptRow
 
-__all__ = ["is_blocked", "record_failure", "clear_failures", "clear_user_blocks", "list_user_blocks"]
+__all__ = ["failures", "record_failure", "clear_failures", "clear_user_blocks", "list_user_blocks"]
 
 
-async def is_blocked(session: AsyncSession, *, user_id: str, ip: str) -> bool:
+async def failures(session: AsyncSession, *, user_id: str, ip: str) -> tuple[int, bool]:
+    """(failures counted, blocked) for this user and address."""
     row = await session.get(LoginAttemptRow, (user_id, ip))
-    return bool(row and row.blocked)
+    return (row.failures, row.blocked) if row else (0, False)
 
 
 async def record_failure(session: AsyncSession, *, user_id: str, ip: str, max_attempts: int) -> bool:
