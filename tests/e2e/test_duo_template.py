@@ -16,7 +16,8 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from bastion.demo import DEMO_EMAIL, DEMO_PASSWORD
-from test_mfa_duo import IKEY, SKEY, FakeDuo, make_certificates, serve_duo
+from test_mfa_duo import IKEY, SKEY, FakeDuo, serve_duo
+from tests.certificates import ca_and_server_certificate
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -27,7 +28,7 @@ TEMPLATE = Path(__file__).resolve().parents[2] / "templates" / "rules" / "duo_ev
 
 @pytest.fixture
 def duo(tmp_path: Path):
-    ca, cert, key = make_certificates(tmp_path)
+    ca, cert, key = ca_and_server_certificate(tmp_path, "duo")
     fake = FakeDuo(ca_file=ca)
     server = serve_duo(fake, cert, key)
     yield fake
