@@ -36,6 +36,9 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=Warning)
 
 _REGISTRY = JWSRegistry(algorithms=list(ASYMMETRIC_ALGORITHMS) + ["HS256"])
+with warnings.catch_warnings():  # looked up once: joserfc warns about the name "EdDSA" on every lookup
+    warnings.simplefilter("ignore")
+    _SIGNING_ALGORITHMS = {name: _REGISTRY.get_alg(name) for name in ASYMMETRIC_ALGORITHMS}
 
 
 class SigningKeyMaterial:
@@ -51,7 +54,7 @@ class SigningKeyMaterial:
         self.kid = kid
         self.alg = alg
         self._key = key
-        self._algorithm = _REGISTRY.get_alg(alg)
+        self._algorithm = _SIGNING_ALGORITHMS[alg]
         self._algorithm.check_key(key)
         self._header_segments: dict[str, bytes] = {}
 
