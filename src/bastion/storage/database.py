@@ -1,7 +1,8 @@
 """The database handle: one async engine and a session factory per app.
 
-SQLite (the embedded default) runs in WAL mode with `synchronous=NORMAL`, a busy
-timeout and foreign keys on, so several server processes can share the file.
+SQLite (the embedded default) runs in WAL mode with `synchronous=NORMAL` and foreign keys
+on, so several server processes can share the file. Its statements run on the event
+loop's thread (`inline_sqlite`), which also waits for locks without blocking the loop.
 """
 
 from __future__ import annotations
@@ -13,22 +14,24 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from bastion.storage.inline_sqlite import sqlite_url
+
 __all__ = ["Database"]
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False):
+    def __init__(self, url: str, *, echo: bool = False, lock_timeout: float = 30.0):
         self.url = url
         kwargs: dict = {"echo": echo}
         if url.startswith("sqlite"):
+            url = sqlite_url(url)
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": lock_timeout}  # the longest wait for SQLite's lock
             # Every checkout ends its transaction itself (a session commits or rolls back when it
             # closes; so does a Connection), so the pool's own rollback on return is redundant: on
-            # aiosqlite it is one more round trip to the connection's thread, ~15% of a short
-            # unit of work (docs/performance.md). PostgreSQL's driver makes it free: kept there.
+            # SQLite it is one more statement per unit of work. Kept on PostgreSQL.
             kwargs["pool_reset_on_return"] = None
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -61,6 +64,5 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
