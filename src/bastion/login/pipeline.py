@@ -236,9 +236,10 @@ async def _run_rules(
     api = await services.tenant.resource_server(request.audience) if request.audience else None
     assert client is not None and transaction.user_id is not None and transaction.auth_time is not None
     async with services.database.transaction() as session:
-        if not resumed:  # rules see this login counted, once
-            await users.record_login(session, user_id=transaction.user_id, ip=context.ip)
-        user = await users.get_user(session, user_id=transaction.user_id)
+        if resumed:
+            user = await users.get_user(session, user_id=transaction.user_id)
+        else:  # rules see this login counted, once
+            user = await users.record_login(session, user_id=transaction.user_id, ip=context.ip)
     if user is None or user.blocked:
         return replace(transaction, progress={**progress, "denial": LoginDenial("unauthorized", "user is blocked").to_json()})
     connection = progress.get("connection") or user.connection

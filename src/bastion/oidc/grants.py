@@ -329,8 +329,7 @@ class TokenGrants:
             methods=[[method, int(now * 1000)]],
         )
         async with self._services.database.transaction() as session:
-            await user_store.record_login(session, user_id=user.user_id, ip=context.ip)
-            user = await user_store.get_user(session, user_id=user.user_id) or user
+            user = await user_store.record_login(session, user_id=user.user_id, ip=context.ip) or user
         return await self._run_rules(protocol, client, user, base, params, context, requested=requested, connection=connection)
 
     async def _run_rules(
@@ -349,8 +348,7 @@ class TokenGrants:
         outcome, switched = await continue_as_primary_user(self._services, run, outcome, user=user, requested=requested)
         if switched.user_id != user.user_id:
             async with self._services.database.transaction() as session:
-                await user_store.record_login(session, user_id=switched.user_id, ip=context.ip)
-                switched = await user_store.get_user(session, user_id=switched.user_id) or switched
+                switched = await user_store.record_login(session, user_id=switched.user_id, ip=context.ip) or switched
         if not isinstance(outcome, LoginDenial) and run.outcome is not None:
             outcome = _back_channel_steps(run, protocol, outcome)
             if isinstance(outcome, _MfaRequired):

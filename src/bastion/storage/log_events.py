@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.security.handles import new_id
+from bastion.storage.core_rows import insert_row, record_from_mapping
 from bastion.storage.paging import Page, fetch_page
 from bastion.storage.records import LogEvent, record_from_row
 from bastion.storage.tables import LogEventRow
@@ -23,10 +24,9 @@ async def insert_log_event(session: AsyncSession, *, type: str, **values: Any) -
     now = datetime.now(timezone.utc)
     log_id = f"{int(now.timestamp() * 1000):016d}{new_id(length=12)}"
     values.setdefault("details", {})
-    row = LogEventRow(log_id=log_id, date=now, type=type, **values)
-    session.add(row)
-    await session.flush()
-    return record_from_row(LogEvent, row)
+    # One per login, code exchange and refresh: a Core INSERT (core_rows.py).
+    row = await insert_row(session, LogEventRow.__table__, {"log_id": log_id, "date": now, "type": type, **values})
+    return record_from_mapping(LogEvent, row)
 
 
 async def get_log_event(session: AsyncSession, *, log_id: str) -> LogEvent | None:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.records import SsoSession, record_from_row
 from bastion.storage.tables import SsoSessionRow
 
 __all__ = ["add_session_methods", "insert_sso_session", "get_live_sso_session", "touch_sso_session", "revoke_sso_session", "revoke_user_sso_sessions"]
+
+
+_TABLE = SsoSessionRow.__table__
+# Read and touched at every login on an SSO session: Core statements built once (core_rows.py).
+_SELECT = select(_TABLE).where(_TABLE.c.cookie_digest == bindparam("digest"))
+_TOUCH = update(_TABLE).where(_TABLE.c.cookie_digest == bindparam("digest")).values(last_seen_at=bindparam("now"))
 
 
 async def insert_sso_session(
@@ -39,7 +45,7 @@ async def get_live_sso_session(
     """The session if it is neither revoked, expired nor idle for longer than `idle_seconds`.
     A `lifetime_seconds` shorter than the one the session started with ends it sooner (a longer
     one does not extend it: its `expires_at` stays), as Auth0 applies changed session lifetimes."""
-    row = await session.get(SsoSessionRow, cookie_digest)
+    row = (await session.execute(_SELECT, {"digest": cookie_digest})).first()
     now = datetime.now(timezone.utc)
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
@@ -51,11 +57,7 @@ async def get_live_sso_session(
 
 
 async def touch_sso_session(session: AsyncSession, *, cookie_digest: str) -> None:
-    await session.execute(
-        update(SsoSessionRow)
-        .where(SsoSessionRow.cookie_digest == cookie_digest)
-        .values(last_seen_at=datetime.now(timezone.utc))
-    )
+    await session.execute(_TOUCH, {"digest": cookie_digest, "now": datetime.now(timezone.utc)})
 
 
 async def revoke_sso_session(session: AsyncSession, *, cookie_digest: str) -> SsoSession | None:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bastion.storage.core_rows import record_from_mapping
 from bastion.storage.paging import Page, fetch_page
 from bastion.storage.records import Identity, User, record_from_row
 from bastion.storage.tables import IdentityRow, UserRow
@@ -47,36 +48,51 @@ PROFILE_DATA_FIELDS = (
 )
 
 
+_USERS = UserRow.__table__
+_IDENTITIES = IdentityRow.__table__
+# The columns of an identity's owner that its listing needs (see `_identities`), labelled.
+_OWNER = ("user_id", "linked_to", "linked_at", "created_at", *PROFILE_DATA_FIELDS)
+_USER_IDS = bindparam("user_ids", expanding=True)
+# Built once (core_rows.py explains why these two run as Core statements).
+_SELECT_IDENTITIES = (
+    select(*_IDENTITIES.c, *(_USERS.c[name].label(f"owner_{name}") for name in _OWNER))
+    .join_from(_IDENTITIES, _USERS, _USERS.c.user_id == _IDENTITIES.c.user_id)
+    .where(or_(_IDENTITIES.c.user_id.in_(_USER_IDS), _USERS.c.linked_to.in_(_USER_IDS)))
+    .order_by(_IDENTITIES.c.id)
+)
+_SELECT_USER = select(_USERS).where(_USERS.c.user_id == bindparam("user_id"))
+_RECORD_LOGIN = (
+    update(_USERS)
+    .where(_USERS.c.user_id == bindparam("uid"))
+    .values(logins_count=func.coalesce(_USERS.c.logins_count, 0) + 1)
+    .returning(*_USERS.c)
+)
+
+
 async def _identities(session: AsyncSession, user_ids: list[str]) -> dict[str, list[Identity]]:
     """Each user's identities: its own (in creation order), then those of the users linked to
     it (oldest link first), which carry that user's profile. One query."""
     by_user: dict[str, list[Identity]] = {uid: [] for uid in user_ids}
     if not user_ids:
         return by_user
-    rows = (
-        await session.execute(
-            select(IdentityRow, UserRow)
-            .join(UserRow, UserRow.user_id == IdentityRow.user_id)
-            .where(or_(IdentityRow.user_id.in_(user_ids), UserRow.linked_to.in_(user_ids)))
-            .order_by(IdentityRow.id)
-        )
-    ).all()
+    rows = (await session.execute(_SELECT_IDENTITIES, {"user_ids": list(user_ids)})).mappings().all()
     linked = []
-    for identity, owner in rows:
-        if owner.user_id in by_user:
-            by_user[owner.user_id].append(record_from_row(Identity, identity))
-        if owner.linked_to in by_user:  # also when the secondary itself was asked for
-            linked.append((identity, owner))
-    linked.sort(key=lambda pair: (pair[1].linked_at or pair[1].created_at, pair[1].user_id, pair[0].id))
-    for identity, owner in linked:
-        profile = {key: getattr(owner, key) for key in PROFILE_DATA_FIELDS if getattr(owner, key) is not None}
-        by_user[owner.linked_to].append(
-            record_from_row(Identity, identity, profile_data={**identity.profile_data, **profile}, linked_user_id=owner.user_id)
+    for row in rows:
+        if row["owner_user_id"] in by_user:
+            by_user[row["owner_user_id"]].append(record_from_mapping(Identity, row))
+        if row["owner_linked_to"] in by_user:  # also when the secondary itself was asked for
+            linked.append(row)
+    linked.sort(key=lambda row: (row["owner_linked_at"] or row["owner_created_at"], row["owner_user_id"], row["id"]))
+    for row in linked:
+        profile = {key: row[f"owner_{key}"] for key in PROFILE_DATA_FIELDS if row[f"owner_{key}"] is not None}
+        by_user[row["owner_linked_to"]].append(
+            record_from_mapping(Identity, row, profile_data={**row["profile_data"], **profile}, linked_user_id=row["owner_user_id"])
         )
     return by_user
 
 
-async def _user(session: AsyncSession, row: UserRow | None) -> User | None:
+async def _user(session: AsyncSession, row: Any) -> User | None:
+    """The record of a user row (an ORM row or a Core row), with its identities."""
     if row is None:
         return None
     identities = await _identities(session, [row.user_id])
@@ -104,7 +120,7 @@ async def insert_user(session: AsyncSession, *, user_id: str, identity: Identity
 
 
 async def get_user(session: AsyncSession, *, user_id: str) -> User | None:
-    return await _user(session, await session.get(UserRow, user_id))
+    return await _user(session, (await session.execute(_SELECT_USER, {"user_id": user_id})).first())
 
 
 async def find_user_by_login(session: AsyncSession, *, connection: str, login: str) -> User | None:
@@ -197,14 +213,11 @@ async def delete_connection_users(session: AsyncSession, *, connection: str) -> 
     return result.rowcount
 
 
-async def record_login(session: AsyncSession, *, user_id: str, ip: str | None) -> None:
-    """Count a successful login (atomically, so concurrent logins are all counted)."""
-    now = datetime.now(timezone.utc)
-    await session.execute(
-        update(UserRow)
-        .where(UserRow.user_id == user_id)
-        .values(logins_count=func.coalesce(UserRow.logins_count, 0) + 1, last_login=now, last_ip=ip)
-    )
+async def record_login(session: AsyncSession, *, user_id: str, ip: str | None) -> User | None:
+    """Count a successful login (atomically, so concurrent logins are all counted); the user
+    as counted, or None when there is no such user."""
+    counted = await session.execute(_RECORD_LOGIN, {"uid": user_id, "last_login": datetime.now(timezone.utc), "last_ip": ip})
+    return await _user(session, counted.first())
 
 
 # -- account linking (docs/identities.md) -------------------------------------------------
