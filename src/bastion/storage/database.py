@@ -7,11 +7,13 @@ loop's thread (`inline_sqlite`), which also waits for locks without blocking the
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from bastion.storage.inline_sqlite import sqlite_url
@@ -34,10 +36,13 @@ class Database:
             # SQLite it is one more statement per unit of work. Kept on PostgreSQL.
             kwargs["pool_reset_on_return"] = None
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=20)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            event.listen(self.engine.sync_engine, "checkin", _note_idle_since)
+            event.listen(self.engine.sync_engine, "checkout", _ping_if_idle)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -58,6 +63,30 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# A pooled PostgreSQL connection may have died while it sat in the pool (the server restarted,
+# a proxy dropped it). SQLAlchemy's `pool_pre_ping` finds out with a round trip at every
+# checkout: one per unit of work, seven per browser login. As HikariCP does (its
+# `aliveBypassWindowMs`), a connection back in use within this many seconds is trusted, and
+# only one idle for longer is pinged first; a dead one is replaced before anyone uses it.
+IDLE_BEFORE_PING = 1.0
+
+
+def _note_idle_since(_dbapi_connection, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    idle_since = record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < IDLE_BEFORE_PING:
+        return  # new (it has just connected) or in use moments ago
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    except Exception as error:  # noqa: BLE001 - any failure means this connection is unusable
+        raise DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
