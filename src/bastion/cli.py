@@ -60,7 +60,7 @@ def migrate() -> None:
 def serve(host: str, port: int, workers: int, tls_cert: str | None, tls_key: str | None, no_migrate: bool) -> None:
     """Serve Bastion with the production server (granian)."""
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
 
     from bastion.tenant.bootstrap import prepare
 
@@ -78,6 +78,9 @@ def serve(host: str, port: int, workers: int, tls_cert: str | None, tls_key: str
         address=host,
         port=port,
         interface=Interfaces.ASGI,
+        # uvloop: in one run side by side, discovery +43% and ES256 client credentials +13%
+        # requests per server core against asyncio's own loop (docs/performance.md).
+        loop=Loops.uvloop,
         workers=workers,
         ssl_cert=Path(tls_cert) if tls_cert else None,
         ssl_key=Path(tls_key) if tls_key else None,
