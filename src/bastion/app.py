@@ -34,6 +34,7 @@ from bastion.mfa.api import MfaApi
 from bastion.mfa.duo import DuoPages
 from bastion.mfa.pages import MfaPages
 from bastion.mfa.webauthn import WebAuthnPages
+from bastion.oidc.documents import PublishedDocuments
 from bastion.oidc.routes import OidcRoutes
 from bastion.pages import Pages
 from bastion.passwordless.routes import PasswordlessRoutes
@@ -115,7 +116,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *dbconnections.routes(),
             Mount("/api/v2", app=create_management_app(services)),
         ],
-        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)],
+        middleware=[
+            Middleware(PublishedDocuments, services=services),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
         exception_handlers={
             OAuthError: oauth_error,
             PageError: page_error,

@@ -28,11 +28,11 @@ from bastion.login.pipeline import LoginContext
 from bastion.login.sso import SESSION_COOKIE, end_sso_session
 from bastion.oidc.authorize import RedirectError, validate_authorization_request
 from bastion.oidc.client_auth import authenticate_client
-from bastion.oidc.grants import PASSWORD_REALM_GRANT, TokenGrants
+from bastion.oidc.documents import DISCOVERY_CACHE, DISCOVERY_PATH, JWKS_CACHE, JWKS_PATH, discovery_document
+from bastion.oidc.grants import TokenGrants
 from bastion.oidc.responses import OidcResponder, redirect_to_client
 from bastion.oidc.tokens import TokenIssuer, profile_claims, user_profile
 from bastion.pages import Pages
-from bastion.passwordless.grant import PASSWORDLESS_OTP_GRANT
 from bastion.security.handles import digest
 from bastion.services import Services
 from bastion.storage import refresh_tokens
@@ -61,8 +61,8 @@ class OidcRoutes:
             Route("/oauth/token", self.token, methods=["POST"]),
             Route("/userinfo", self.userinfo, methods=["GET", "POST"]),
             Route("/oauth/revoke", self.revoke, methods=["POST"]),
-            Route("/.well-known/openid-configuration", self.discovery, methods=["GET"]),
-            Route("/.well-known/jwks.json", self.jwks, methods=["GET"]),
+            Route(DISCOVERY_PATH, self.discovery, methods=["GET"]),
+            Route(JWKS_PATH, self.jwks, methods=["GET"]),
             Route("/v2/logout", self.logout, methods=["GET"]),
             Route("/oidc/logout", self.oidc_logout, methods=["GET", "POST"]),
         ]
@@ -146,12 +146,12 @@ class OidcRoutes:
     # -- discovery and keys -------------------------------------------------
 
     async def discovery(self, request: Request) -> Response:
-        return Response(self._discovery, media_type="application/json", headers={"Cache-Control": "public, max-age=300"})
+        return Response(self._discovery, media_type="application/json", headers={"Cache-Control": DISCOVERY_CACHE})
 
     async def jwks(self, request: Request) -> Response:
         return Response(
             await self.services.keyring.jwks_json(), media_type="application/json",
-            headers={"Cache-Control": "public, max-age=60"},
+            headers={"Cache-Control": JWKS_CACHE},
         )
 
     # -- logout -------------------------------------------------------------
@@ -238,35 +238,3 @@ def _bearer_error(error: str, description: str, status: int) -> Response:
         status,
         headers={"WWW-Authenticate": f'Bearer error="{error}", error_description="{description}"'},
     )
-
-
-def discovery_document(services: Services) -> dict:
-    """OpenID Connect Discovery 1.0 §3, with Auth0's endpoint paths."""
-    base = services.settings.issuer
-    return {
-        "issuer": services.settings.token_issuer,
-        "authorization_endpoint": f"{base}/authorize",
-        "token_endpoint": f"{base}/oauth/token",
-        "userinfo_endpoint": f"{base}/userinfo",
-        "jwks_uri": f"{base}/.well-known/jwks.json",
-        "revocation_endpoint": f"{base}/oauth/revoke",
-        "end_session_endpoint": f"{base}/oidc/logout",
-        "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": [
-            "authorization_code", "refresh_token", "client_credentials", "password", PASSWORD_REALM_GRANT, PASSWORDLESS_OTP_GRANT,
-        ],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "code_challenge_methods_supported": ["S256"],
-        "claims_supported": [
-            "aud", "auth_time", "created_at", "email", "email_verified", "exp", "family_name", "given_name", "iat",
-            "identities", "iss", "name", "nickname", "phone_number", "picture", "sub", "sid", "nonce", "amr", "acr",
-        ],
-        "request_uri_parameter_supported": False,
-        "request_parameter_supported": False,
-        "frontchannel_logout_supported": False,
-    }
