@@ -17,6 +17,8 @@ bounded by the connection's `timeout` (30 s, what SQLite's handler had before). 
 read transaction that cannot become a write one because another connection wrote since
 (`SQLITE_BUSY_SNAPSHOT`) fails at once, as it does with SQLite's handler.
 
+The trade-off: a long statement (a search scanning many rows) holds the loop while it runs.
+
 The dialect is SQLAlchemy's `aiosqlite` dialect (SQL, types, pool) with this DBAPI shim;
 `Database` selects it for every SQLite URL.
 """
