@@ -670,6 +670,7 @@ def main() -> int:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     stem = f"{date}-rules-overhead{'-quick' if args.quick else ''}"
     md, js = args.out / f"{stem}.md", args.out / f"{stem}.json"
+    rp.keep_earlier_report(md, js)
     text = report(result)
     md.write_text(text)
     js.write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -85,6 +85,15 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def keep_earlier_report(*paths: Path) -> None:
+    """Before a run writes today's report again, keep the earlier one as `<stem>-<HHMM>` (UTC,
+    when it was written), so a second run of the day does not overwrite the first."""
+    for path in paths:
+        if path.exists():
+            written = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%H%M")
+            path.rename(path.with_name(f"{path.stem}-{written}{path.suffix}"))
+
+
 # -- statistics -------------------------------------------------------------------
 
 
@@ -1363,6 +1372,7 @@ def main() -> int:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     suffix = "-quick" if args.quick else ""
     md, js = args.out / f"{date}-rules{suffix}.md", args.out / f"{date}-rules{suffix}.json"
+    keep_earlier_report(md, js)
     text = report(result)
     md.write_text(text)
     js.write_text(json.dumps(result, indent=1, default=str) + "\n")

@@ -607,6 +607,7 @@ def main() -> int:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     stem = date + ("-quick" if args.quick else "")
     md, js = args.out / f"{stem}.md", args.out / f"{stem}.json"
+    rp.keep_earlier_report(md, js)
     result["targets"] = suite_report.targets(result)
     text = suite_report.report(result)
     js.write_text(json.dumps(result, indent=1, default=str) + "\n")
