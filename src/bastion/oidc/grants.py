@@ -100,7 +100,7 @@ class TokenGrants:
             raise OAuthError("invalid_request", "Missing required parameter: code")
         family_id = new_id("rtf_", 24)
         user: User | None = None
-        async with self._services.database.transaction() as session:
+        async with self._services.database.core_transaction() as session:
             code, first_use = await authorization_codes.consume_authorization_code(
                 session, code_digest=digest(code_value), family_id=family_id
             )
@@ -138,7 +138,7 @@ class TokenGrants:
             raise OAuthError("invalid_request", "Missing required parameter: refresh_token")
         token_digest = digest(presented)
         requested = params.get("scope", "").split()
-        async with self._services.database.transaction() as session:
+        async with self._services.database.core_transaction() as session:
             token = await refresh_tokens.find_refresh_token(session, token_digest=token_digest)
             if token is None or token.client_id != client.client_id:
                 raise _invalid_grant("Unknown or invalid refresh token.")
@@ -328,7 +328,7 @@ class TokenGrants:
             amr=list(amr or []),
             methods=[[method, int(now * 1000)]],
         )
-        async with self._services.database.transaction() as session:
+        async with self._services.database.core_transaction() as session:
             user = await user_store.record_login(session, user_id=user.user_id, ip=context.ip) or user
         return await self._run_rules(protocol, client, user, base, params, context, requested=requested, connection=connection)
 
@@ -409,7 +409,7 @@ class TokenGrants:
             response["id_token"] = await self._issuer.id_token(client=client, user=user, result=result)
         refresh_grant = refresh_grant or result
         refresh = new_handle(48) if _refresh_allowed(client, api, refresh_grant.scopes) else None
-        async with self._services.database.transaction() as session:
+        async with self._services.database.core_transaction() as session:
             if refresh is not None:
                 expires_at = family_expires_at or datetime.now(timezone.utc) + timedelta(
                     seconds=self._services.settings.refresh_token_lifetime
