@@ -18,7 +18,7 @@ from bastion.oidc.grants import PASSWORD_REALM_GRANT
 from bastion.passwordless.grant import PASSWORDLESS_OTP_GRANT
 from bastion.services import Services
 
-__all__ = ["DISCOVERY_PATH", "JWKS_PATH", "DISCOVERY_CACHE", "JWKS_CACHE", "PublishedDocuments", "discovery_document"]
+__all__ = ["DISCOVERY_PATH", "JWKS_PATH", "DISCOVERY_CACHE", "JWKS_CACHE", "PublishedDocuments", "discovery_document", "discovery_json"]
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -30,7 +30,7 @@ class PublishedDocuments:
     def __init__(self, app: ASGIApp, *, services: Services):
         self.app = app
         self.keyring = services.keyring
-        self.discovery = json.dumps(discovery_document(services), separators=(",", ":")).encode()
+        self.discovery = discovery_json(services)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
@@ -60,6 +60,11 @@ class PublishedDocuments:
             ],
         })
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def discovery_json(services: Services) -> bytes:
+    """The discovery document as served: built once per app."""
+    return json.dumps(discovery_document(services), separators=(",", ":")).encode()
 
 
 def discovery_document(services: Services) -> dict:

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -28,7 +27,7 @@ from bastion.login.pipeline import LoginContext
 from bastion.login.sso import SESSION_COOKIE, end_sso_session
 from bastion.oidc.authorize import RedirectError, validate_authorization_request
 from bastion.oidc.client_auth import authenticate_client
-from bastion.oidc.documents import DISCOVERY_CACHE, DISCOVERY_PATH, JWKS_CACHE, JWKS_PATH, discovery_document
+from bastion.oidc.documents import DISCOVERY_CACHE, DISCOVERY_PATH, JWKS_CACHE, JWKS_PATH, discovery_json
 from bastion.oidc.grants import TokenGrants
 from bastion.oidc.responses import OidcResponder, redirect_to_client
 from bastion.oidc.tokens import TokenIssuer, profile_claims, user_profile
@@ -53,7 +52,7 @@ class OidcRoutes:
         self.grants = TokenGrants(services, self.issuer)
         self.responder = OidcResponder(pages)
         self.flow: LoginFlow | None = None  # set by create_app: the flow knows every protocol's responder
-        self._discovery = json.dumps(discovery_document(services), separators=(",", ":")).encode()
+        self._discovery = discovery_json(services)
 
     def routes(self) -> list[Route]:
         return [

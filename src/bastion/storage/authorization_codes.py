@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.storage.core_rows import insert_row, record_from_mapping
-from bastion.storage.records import AuthorizationCode
+from bastion.storage.core_rows import insert_row
+from bastion.storage.records import AuthorizationCode, record_from_row
 from bastion.storage.tables import AuthorizationCodeRow
 
 __all__ = ["insert_authorization_code", "consume_authorization_code"]
@@ -43,6 +43,6 @@ async def consume_authorization_code(
     now = datetime.now(timezone.utc)
     first = (await session.execute(_CONSUME, {"digest": code_digest, "now": now, "family_id": family_id})).mappings().first()
     if first is not None:
-        return record_from_mapping(AuthorizationCode, first), True
+        return record_from_row(AuthorizationCode, first), True
     row = (await session.execute(_SELECT, {"digest": code_digest})).mappings().first()
-    return (record_from_mapping(AuthorizationCode, row), False) if row else (None, False)
+    return (record_from_row(AuthorizationCode, row), False) if row else (None, False)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["full_row", "insert_row", "record_from_mapping"]
+__all__ = ["insert_row"]
 
 
 def _python_defaults(table: Table) -> dict[str, Any]:
@@ -43,11 +43,6 @@ def _with_defaults(table: Table, values: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def full_row(table: Table, values: dict[str, Any]) -> dict[str, Any]:
-    """Every column of `table`: the given values, the columns' Python defaults, else None."""
-    return {**dict.fromkeys(table.columns.keys()), **_with_defaults(table, values)}
-
-
 _INSERTS: dict[str, Any] = {}
 
 
@@ -62,9 +57,3 @@ async def insert_row(session: AsyncSession, table: Table, values: dict[str, Any]
         statement = _INSERTS[table.name] = insert(table)
     await session.execute(statement, given)
     return {**dict.fromkeys(table.columns.keys()), **given}
-
-
-def record_from_mapping(record_type: type, mapping: Any, **extra: Any):
-    """`record_type` from a row mapping (or dict), with `extra` fields given directly."""
-    names = record_type.__dataclass_fields__
-    return record_type(**{name: mapping[name] for name in names if name not in extra and name in mapping}, **extra)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.security.handles import new_id
-from bastion.storage.core_rows import insert_row, record_from_mapping
+from bastion.storage.core_rows import insert_row
 from bastion.storage.paging import Page, fetch_page
 from bastion.storage.records import LogEvent, record_from_row
 from bastion.storage.tables import LogEventRow
@@ -26,7 +26,7 @@ async def insert_log_event(session: AsyncSession, *, type: str, **values: Any) -
     values.setdefault("details", {})
     # One per login, code exchange and refresh: a Core INSERT (core_rows.py).
     row = await insert_row(session, LogEventRow.__table__, {"log_id": log_id, "date": now, "type": type, **values})
-    return record_from_mapping(LogEvent, row)
+    return record_from_row(LogEvent, row)
 
 
 async def get_log_event(session: AsyncSession, *, log_id: str) -> LogEvent | None:

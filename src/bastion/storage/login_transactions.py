@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.storage.core_rows import insert_row, record_from_mapping
-from bastion.storage.records import LoginTransactionRecord
+from bastion.storage.core_rows import insert_row
+from bastion.storage.records import LoginTransactionRecord, record_from_row
 from bastion.storage.tables import LoginTransactionRow
 
 __all__ = ["insert_login_transaction", "get_login_transaction", "advance_login_transaction"]
@@ -27,12 +27,12 @@ _ADVANCE = update(_TABLE).where(_TABLE.c.id == bindparam("transaction_id"), _TAB
 async def insert_login_transaction(session: AsyncSession, **values: Any) -> LoginTransactionRecord:
     now = datetime.now(timezone.utc)
     row = await insert_row(session, _TABLE, {"created_at": now, "updated_at": now, **values})
-    return record_from_mapping(LoginTransactionRecord, row)
+    return record_from_row(LoginTransactionRecord, row)
 
 
 async def get_login_transaction(session: AsyncSession, *, id: str) -> LoginTransactionRecord | None:
     row = (await session.execute(_SELECT, {"transaction_id": id})).mappings().first()
-    return record_from_mapping(LoginTransactionRecord, row) if row else None
+    return record_from_row(LoginTransactionRecord, row) if row else None
 
 
 async def advance_login_transaction(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, TypeVar
@@ -36,7 +37,13 @@ R = TypeVar("R")
 
 
 def record_from_row(record_type: type[R], row: Any, **extra: Any) -> R:
-    values = {f.name: getattr(row, f.name) for f in fields(record_type) if f.name not in extra and hasattr(row, f.name)}
+    """`record_type` from a row: an ORM row, a Core row, or a mapping (a dict, `Result.mappings()`);
+    `extra` gives fields directly."""
+    names = [f.name for f in fields(record_type) if f.name not in extra]
+    if isinstance(row, Mapping):
+        values = {name: row[name] for name in names if name in row}
+    else:
+        values = {name: getattr(row, name) for name in names if hasattr(row, name)}
     return record_type(**values, **extra)
 
 

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.storage.core_rows import insert_row, record_from_mapping
-from bastion.storage.records import RefreshToken
+from bastion.storage.core_rows import insert_row
+from bastion.storage.records import RefreshToken, record_from_row
 from bastion.storage.tables import RefreshTokenRow
 
 __all__ = [
@@ -41,7 +41,7 @@ async def insert_refresh_token(
 
 async def find_refresh_token(session: AsyncSession, *, token_digest: str) -> RefreshToken | None:
     row = (await session.execute(_SELECT, {"digest": token_digest})).mappings().first()
-    return record_from_mapping(RefreshToken, row) if row else None
+    return record_from_row(RefreshToken, row) if row else None
 
 
 async def use_refresh_token(session: AsyncSession, *, token_digest: str) -> bool:

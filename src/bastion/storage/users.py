@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.storage.core_rows import record_from_mapping
 from bastion.storage.paging import Page, fetch_page
 from bastion.storage.records import Identity, User, record_from_row
 from bastion.storage.tables import IdentityRow, UserRow
@@ -79,14 +78,14 @@ async def _identities(session: AsyncSession, user_ids: list[str]) -> dict[str, l
     linked = []
     for row in rows:
         if row["owner_user_id"] in by_user:
-            by_user[row["owner_user_id"]].append(record_from_mapping(Identity, row))
+            by_user[row["owner_user_id"]].append(record_from_row(Identity, row))
         if row["owner_linked_to"] in by_user:  # also when the secondary itself was asked for
             linked.append(row)
     linked.sort(key=lambda row: (row["owner_linked_at"] or row["owner_created_at"], row["owner_user_id"], row["id"]))
     for row in linked:
         profile = {key: row[f"owner_{key}"] for key in PROFILE_DATA_FIELDS if row[f"owner_{key}"] is not None}
         by_user[row["owner_linked_to"]].append(
-            record_from_mapping(Identity, row, profile_data={**row["profile_data"], **profile}, linked_user_id=row["owner_user_id"])
+            record_from_row(Identity, row, profile_data={**row["profile_data"], **profile}, linked_user_id=row["owner_user_id"])
         )
     return by_user
 
