@@ -31,6 +31,9 @@ __all__ = [
     "Permission",
     "PermissionSource",
     "EffectivePermission",
+    "Delivery",
+    "LogStream",
+    "EmailTemplate",
 ]
 
 R = TypeVar("R")
@@ -352,3 +355,59 @@ class EffectivePermission(Permission):
     """A permission a user holds, with every assignment that gives it (direct first, then roles by name)."""
 
     sources: tuple[PermissionSource, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An outbox entry: an email or a queued HTTP request, and what became of it (payload still sealed)."""
+
+    id: str
+    kind: str
+    source: str
+    state: str
+    payload_sealed: str
+    summary: dict
+    user_id: str | None
+    rules_execution_id: str | None
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime
+    lease_until: datetime | None
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LogStream:
+    id: str
+    name: str
+    type: str
+    status: str
+    sink_sealed: str
+    filters: list
+    is_priority: bool
+    position: int
+    failures: int
+    last_error: str | None
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    next_attempt_at: datetime | None
+    lease_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class EmailTemplate:
+    template: str
+    enabled: bool
+    syntax: str
+    sender: str | None
+    subject: str | None
+    body: str | None
+    result_url: str | None
+    url_lifetime_in_seconds: int | None
+    include_email_in_redirect: bool
+    updated_at: datetime

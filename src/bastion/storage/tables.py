@@ -372,3 +372,69 @@ class TenantSettingsRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     settings: Mapped[dict] = mapped_column(default=dict)
     updated_at: Mapped[datetime]
+
+
+class DeliveryRow(Base):
+    """The outbox: an email or an HTTP request that Bastion must deliver, retried with backoff until
+    it is delivered or gives up (docs/email.md). The payload (addresses, bodies, headers with keys)
+    is sealed; `summary` holds what may be shown (recipient and subject, or method and URL without
+    its query)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "state", "next_attempt_at"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # email | http
+    source: Mapped[str] = mapped_column(String(64))  # verify_email, reset_email, welcome_email, rules, ...
+    state: Mapped[str] = mapped_column(String(16))  # pending | sending | sent | failed
+    payload_sealed: Mapped[str] = mapped_column(Text)
+    summary: Mapped[dict] = mapped_column(default=dict)
+    user_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    rules_execution_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class LogStreamRow(Base):
+    """A log stream (Auth0's /api/v2/log-streams): where the tenant log is delivered, and how far
+    delivery got (`position`: the last log_events.seq delivered)."""
+
+    __tablename__ = "log_streams"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(32))  # http | segment | splunk
+    status: Mapped[str] = mapped_column(String(16))  # active | paused | suspended
+    sink_sealed: Mapped[str] = mapped_column(Text)
+    filters: Mapped[list] = mapped_column(default=list)
+    is_priority: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed attempts
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class EmailTemplateRow(Base):
+    """An operator's email template (Auth0's /api/v2/email-templates/{templateName}); a template
+    without a row uses the file shipped with Bastion (or the operator's templates folder)."""
+
+    __tablename__ = "email_templates"
+    template: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    syntax: Mapped[str] = mapped_column(String(16), default="liquid")
+    sender: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+    result_url: Mapped[str | None] = mapped_column(Text)
+    url_lifetime_in_seconds: Mapped[int | None] = mapped_column(Integer)
+    include_email_in_redirect: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime]
