@@ -189,11 +189,14 @@ def test_settings(database_url: str, tmp_path: Path, **overrides):
 test_settings.__test__ = False  # a helper, not a test
 
 
-async def _harness(url: str, tmp_path: Path, **overrides) -> AsyncIterator[Bastion]:
+async def _harness(url: str, tmp_path: Path, *, background: bool = False, **overrides) -> AsyncIterator[Bastion]:
+    """`background=True` starts the process's pollers (outbox, log streams) as the app's lifespan does."""
     settings = test_settings(url, tmp_path, **overrides)
     services = build_services(settings)
     await prepare(services)
     app = create_app(settings, services)
+    if background:
+        services.background.start()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.7", 5000)), base_url=ISSUER) as http:
         yield Bastion(services, http)
     await services.close()
@@ -214,17 +217,18 @@ async def bastion_sqlite(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Basti
 
 @pytest.fixture
 async def bastion_with(tmp_path: Path):
-    """A factory: `async with bastion_with(rules_timeout=2) as b:` builds an app on a new SQLite database with other settings."""
+    """A factory: `async with bastion_with(rules_timeout=2) as b:` builds an app on a new SQLite database with other
+    settings; `bastion_with(database_url=..., background=True)` picks the database and starts the pollers."""
     from contextlib import asynccontextmanager
     from itertools import count
 
     numbers = count()
 
     @asynccontextmanager
-    async def build(**overrides):
+    async def build(database_url: str | None = None, **overrides):
         folder = tmp_path / f"app{next(numbers)}"
         folder.mkdir()
-        async for harness in _harness(f"sqlite+aiosqlite:///{folder / 'bastion.db'}", folder, **overrides):
+        async for harness in _harness(database_url or f"sqlite+aiosqlite:///{folder / 'bastion.db'}", folder, **overrides):
             yield harness
 
     return build

@@ -95,6 +95,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
 
     @asynccontextmanager
     async def lifespan(_app):
+        services.background.start()
         yield
         await services.close()
 

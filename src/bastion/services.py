@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bastion.background import Background
 from bastion.keys.keyring import Keyring
 from bastion.login.upstream import UpstreamProviders
 from bastion.mail import Mailer
@@ -32,9 +33,13 @@ class Services:
     # Upstream OpenID Connect providers (connections `oidc`, `waad`): their HTTP client and cached
     # metadata. A test may replace it with one on another transport before the first login.
     upstream: UpstreamProviders = field(default_factory=UpstreamProviders)
+    # The pollers a server process runs besides its requests (background.py): started by the
+    # app's lifespan, stopped first on close.
+    background: Background = field(default_factory=Background)
     rules: RulesEngine = field(init=False)
 
     async def close(self) -> None:
+        await self.background.stop()
         await self.rules.close()
         await self.upstream.aclose()
         await self.database.dispose()

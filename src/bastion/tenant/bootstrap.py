@@ -30,6 +30,7 @@ DEFAULT_CONNECTION = "Username-Password-Authentication"
 _RESOURCES = (
     "users", "users_app_metadata", "clients", "client_keys", "client_grants", "resource_servers", "connections", "logs", "rules",
     "rules_configs", "user_blocks", "grants", "guardian_enrollments", "authentication_methods", "roles", "groups",
+    "log_streams", "email_templates", "user_tickets",
 )
 MANAGEMENT_SCOPES = [f"{verb}:{resource}" for resource in _RESOURCES for verb in ("read", "create", "update", "delete")] + [
     "read:tenant_settings", "update:tenant_settings",  # Auth0 has no create: or delete: for these
