@@ -284,6 +284,16 @@ class HttpPeer:
 
 
 @pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free loopback port; point `smtp_host`/`smtp_port` at it."""
+    from smtp_server import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def http_peer():
     peer = HttpPeer()
     yield peer

@@ -3,18 +3,16 @@ with a real SMTP server (aiosmtpd) receiving the reset email."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import re
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
+from smtp_server import SmtpServer
 
 from bastion.app import create_app
 from bastion.services import build_services
@@ -31,46 +29,16 @@ RESET_LINK = re.compile(r"https://bastion\.test/u/reset-password\?ticket=\S+")
 # -- harness: the app with its SMTP settings pointing at a local aiosmtpd ----------
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps every message it accepts."""
+@pytest.fixture
+def inbox() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
 
-    def __init__(self):
-        self.messages: list[email.message.EmailMessage] = []
-        self.recipients: list[list[str]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.recipients.append(list(envelope.rcpt_tos))
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 Message accepted for delivery"
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[email.message.EmailMessage]:
-        """Bounded poll until at least `count` messages arrived."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.messages) < count and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        assert len(self.messages) >= count, f"expected {count} message(s), got {len(self.messages)}"
-        return self.messages
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    handler.port = controller.port
-    yield handler
-    controller.stop()
-
-
-@pytest.fixture
-async def app(database_url: str, tmp_path: Path, inbox: Inbox) -> AsyncIterator[Bastion]:
+async def app(database_url: str, tmp_path: Path, inbox: SmtpServer) -> AsyncIterator[Bastion]:
     settings = test_settings(database_url, tmp_path, smtp_host="127.0.0.1", smtp_port=inbox.port)
     services = build_services(settings)
     await prepare(services)
@@ -107,7 +75,7 @@ def _reset_path(message) -> str:
     return f"{parts.path}?{parts.query}"
 
 
-async def _reset_link(app: Bastion, inbox: Inbox, client: dict) -> str:
+async def _reset_link(app: Bastion, inbox: SmtpServer, client: dict) -> str:
     response = await _change_password(app, client)
     assert response.status_code == 200 and response.text == ANSWER
     return _reset_path((await inbox.wait_for(1))[-1])

@@ -435,41 +435,23 @@ async def test_redirect_tokens_and_jwt_round_trip_and_refuse_tampering(bastion):
     assert claims["https://example.com/jwt"] == claims["sub"] and claims["https://example.com/jwt_refused"] is True
 
 
-async def test_rules_send_email_through_the_configured_smtp_server(bastion_with):
-    from aiosmtpd.controller import Controller
-
-    class Inbox:
-        def __init__(self):
-            self.messages = []
-
-        async def handle_DATA(self, server, session, envelope):
-            self.messages.append(envelope)
-            return "250 OK"
-
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        async with bastion_with(smtp_host="127.0.0.1", smtp_port=port) as bastion:
-            client = await bastion.create_client()
-            await bastion.create_user()
-            await add_rule(bastion, rule('''
-                async def rule(user, context, api):
-                    if user.logins_count == 1:
-                        await api.email.send(to=user.email, subject="Welcome!", text=f"Hello {user.email}")
-            '''))
-            await bastion.code_tokens(client)
-            assert [m.rcpt_tos for m in inbox.messages] == [["alice@example.com"]]
-            assert b"Subject: Welcome!" in inbox.messages[0].content
-            effects = (await _executions(bastion))[0].effects
-            assert effects == [{"type": "email", "to": "alice@example.com", "subject": "Welcome!", "performed": True}]
-    finally:
-        controller.stop()
+async def test_rules_send_email_through_the_configured_smtp_server(bastion_with, smtp_server):
+    async with bastion_with(smtp_host="127.0.0.1", smtp_port=smtp_server.port) as bastion:
+        client = await bastion.create_client()
+        await bastion.create_user()
+        await add_rule(bastion, rule('''
+            async def rule(user, context, api):
+                if user.logins_count == 1:
+                    await api.email.send(to=user.email, subject="Welcome!", text=f"Hello {user.email}")
+        '''))
+        await bastion.code_tokens(client)
+        [message] = await smtp_server.wait_for(1)
+        assert smtp_server.recipients == [["alice@example.com"]]
+        assert message["Subject"] == "Welcome!" and message.get_content().strip() == "Hello alice@example.com"
+        [effect] = (await _executions(bastion))[0].effects
+        assert effect.pop("delivery_id").startswith("eml_")
+        assert effect == {"type": "email", "to": "alice@example.com", "subject": "Welcome!", "performed": True}
+        assert message["Message-ID"] == f"<{(await _executions(bastion))[0].effects[0]['delivery_id']}@bastion>"
 
 
 async def test_api_cache_keeps_values_between_logins_on_a_worker(bastion_with):

@@ -8,6 +8,7 @@
     /passwordless/* /u/passwordless*                                         passwordless/routes.py, pages.py
     /samlp/*                                                                 saml/routes.py
     /dbconnections/*                                                         dbconnections.py
+    /u/email-verification /u/reset-password                                  emails/pages.py
     /api/v2/*                                                                management/ (FastAPI)
 """
 
@@ -25,6 +26,7 @@ from starlette.routing import Mount, Route
 
 from bastion.dbconnections import DbConnectionRoutes
 from bastion.demo import DemoRoutes
+from bastion.emails.pages import EmailLinkPages
 from bastion.errors import OAuthError, PageError
 from bastion.login.flow import LoginFlow
 from bastion.login.routes import LoginRoutes
@@ -66,7 +68,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     duo_pages = DuoPages(mfa_pages)
     mfa_api = MfaApi(services)
     passwordless = PasswordlessRoutes(services, pages, flow)
-    dbconnections = DbConnectionRoutes(services, pages)
+    dbconnections = DbConnectionRoutes(services)
+    email_links = EmailLinkPages(services, pages)
 
     async def home(request: Request) -> Response:
         return pages.render("home.html", issuer=settings.issuer)
@@ -115,6 +118,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *passwordless.routes(),
             *saml.routes(),
             *dbconnections.routes(),
+            *email_links.routes(),
             Mount("/api/v2", app=create_management_app(services)),
         ],
         middleware=[

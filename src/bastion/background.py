@@ -60,6 +60,8 @@ class Background:
     def __init__(self):
         self._pollers: dict[str, Poller] = {}
         self._tasks: list[asyncio.Task] = []
+        self._one_shots: dict[str, asyncio.Task] = {}
+        self._again: set[str] = set()
 
     def add(self, job: PollingJob, *, max_wait: float) -> Poller:
         poller = Poller(job, max_wait=max_wait)
@@ -67,9 +69,32 @@ class Background:
         return poller
 
     def wake(self, name: str) -> None:
+        """Something is due for `name` now: wake its poller; when the pollers are not running (a
+        command, a test), run the job once in a task instead, so the first attempt still happens."""
         poller = self._pollers.get(name)
-        if poller is not None:
+        if poller is None:
+            return
+        if self._tasks:
             poller.wake()
+            return
+        if name in self._one_shots:
+            self._again.add(name)  # it is running: run it once more when it ends
+            return
+        task = asyncio.get_running_loop().create_task(self._run_once(name), name=f"bastion:{name}:once")
+        self._one_shots[name] = task
+
+    async def _run_once(self, name: str) -> None:
+        try:
+            while True:
+                self._again.discard(name)
+                try:
+                    await self._pollers[name].job.run_once()
+                except Exception:
+                    log.exception("%s failed", name)
+                if name not in self._again:
+                    return
+        finally:
+            self._one_shots.pop(name, None)
 
     @property
     def running(self) -> bool:
@@ -81,7 +106,8 @@ class Background:
         self._tasks = [asyncio.create_task(p.run_forever(), name=f"bastion:{name}") for name, p in self._pollers.items()]
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
+        tasks, self._tasks = self._tasks + list(self._one_shots.values()), []
+        self._one_shots.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:

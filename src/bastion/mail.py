@@ -1,8 +1,14 @@
-"""Sending email through the configured SMTP server (BASTION_SMTP_*).
+"""Sending one email through the configured SMTP server (BASTION_SMTP_*).
 
-Without BASTION_SMTP_HOST (development), the message is written to the server log
-instead, so a developer can follow the link. The persisted outbox with retries
-comes with the email integrations.
+    Mailer.message(...)   builds the message: text, optional HTML alternative, a Message-ID
+    Mailer.send(...)      hands it to the SMTP server now (raises smtplib.SMTPException or OSError)
+
+Most email goes through the outbox (outbox.py), which retries what could not be sent.
+Passwordless codes are sent directly: a code that arrives late is useless, so the person
+asking is told at once instead.
+
+Without BASTION_SMTP_HOST (development), `send` writes the message to the server log
+instead and returns False.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import logging
 import smtplib
 import ssl
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 
 import anyio.to_thread
 
@@ -20,28 +27,50 @@ __all__ = ["Mailer"]
 
 log = logging.getLogger("bastion.mail")
 
+SMTP_TIMEOUT = 10
+
 
 class Mailer:
     def __init__(self, settings: Settings):
         self._settings = settings
 
-    async def send(self, *, to: str, subject: str, text: str) -> None:
+    @property
+    def configured(self) -> bool:
+        return bool(self._settings.smtp_host)
+
+    def message(
+        self, *, to: str, subject: str, text: str, html: str | None = None, sender: str | None = None,
+        message_id: str | None = None,
+    ) -> EmailMessage:
         message = EmailMessage()
-        message["From"] = self._settings.smtp_from
+        message["From"] = sender or self._settings.smtp_from
         message["To"] = to
         message["Subject"] = subject
+        message["Date"] = formatdate(localtime=False)
+        # A stable Message-ID (the outbox entry's) lets a receiving server drop a duplicate if an
+        # attempt is repeated after the server accepted it but before Bastion could record that.
+        message["Message-ID"] = f"<{message_id}@bastion>" if message_id else make_msgid(domain="bastion")
         message.set_content(text)
-        if not self._settings.smtp_host:
+        if html:
+            message.add_alternative(html, subtype="html")
+        return message
+
+    async def send(self, *, to: str, subject: str, text: str, html: str | None = None, sender: str | None = None,
+                   message_id: str | None = None) -> bool:
+        """Send now; True when the SMTP server accepted it, False when it was only logged (no server)."""
+        message = self.message(to=to, subject=subject, text=text, html=html, sender=sender, message_id=message_id)
+        if not self.configured:
             log.warning("BASTION_SMTP_HOST is not set; this email was not sent:\nTo: %s\nSubject: %s\n\n%s", to, subject, text)
-            return
+            return False
         await anyio.to_thread.run_sync(self._deliver, message)
+        return True
 
     def _deliver(self, message: EmailMessage) -> None:
         s = self._settings
         context = ssl.create_default_context()
         smtp_class = smtplib.SMTP_SSL if s.smtp_tls == "tls" else smtplib.SMTP
         kwargs = {"context": context} if s.smtp_tls == "tls" else {}
-        with smtp_class(s.smtp_host, s.smtp_port, timeout=10, **kwargs) as smtp:
+        with smtp_class(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT, **kwargs) as smtp:
             if s.smtp_tls == "starttls":
                 smtp.starttls(context=context)
             if s.smtp_username:

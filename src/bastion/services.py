@@ -9,6 +9,7 @@ from bastion.background import Background
 from bastion.keys.keyring import Keyring
 from bastion.login.upstream import UpstreamProviders
 from bastion.mail import Mailer
+from bastion.outbox import OUTBOX_JOB, Outbox
 from bastion.saml.keys import SamlKeys
 from bastion.security.sealing import Sealer
 from bastion.settings import Settings
@@ -37,9 +38,11 @@ class Services:
     # app's lifespan, stopped first on close.
     background: Background = field(default_factory=Background)
     rules: RulesEngine = field(init=False)
+    outbox: Outbox = field(init=False)
 
     async def close(self) -> None:
         await self.background.stop()
+        await self.outbox.close()
         await self.rules.close()
         await self.upstream.aclose()
         await self.database.dispose()
@@ -62,4 +65,9 @@ def build_services(settings: Settings) -> Services:
     from bastion.rules.engine import RulesEngine
 
     services.rules = RulesEngine(services)
+    services.outbox = Outbox(
+        settings=settings, database=database, sealer=sealer, mailer=services.mailer,
+        wake=lambda: services.background.wake(OUTBOX_JOB),
+    )
+    services.background.add(services.outbox, max_wait=settings.outbox_poll_interval)
     return services

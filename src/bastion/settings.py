@@ -66,7 +66,15 @@ class Settings(BaseSettings):
     smtp_password: str | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_from: str = "Bastion <no-reply@localhost>"
+
     password_reset_ticket_lifetime: int = 86400
+    email_verification_ticket_lifetime: int = 5 * 86400  # Auth0's default for verification links: 5 days
+    email_templates_dir: Path | None = None  # the operator's email templates, used before Bastion's own (docs/email.md)
+    outbox_max_attempts: int = 12  # attempts of an email or queued request before it is marked failed
+    outbox_retry_base: float = 30.0  # seconds before the second attempt; doubles with each failure...
+    outbox_retry_max: float = 3600.0  # ... up to this
+    outbox_lease: float = 120.0  # an attempt still running after this is presumed dead and made again
+    outbox_poll_interval: float = 5.0  # how often each process looks for due deliveries (new ones wake it at once)
     demo: bool = False
 
     rules_workers: int = 2
@@ -78,6 +86,7 @@ class Settings(BaseSettings):
     rules_http_allowed_hosts: list[str] = Field(default_factory=list)
     rules_http_allow_private: bool = False
     rules_http_max_response_bytes: int = 1024 * 1024
+    rules_queued_request_timeout: float = 10.0  # each attempt of a request a rule queued (api.http.queue)
 
     @field_validator("issuer")
     @classmethod

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import httpx
 
+from bastion.emails.account import render_email
 from bastion.services import Services
 from bastion.storage.records import Connection
 
@@ -104,30 +105,28 @@ async def send_sms_code(services: Services, connection: Connection, *, to: str, 
 
 
 async def send_email_code(services: Services, connection: Connection, *, to: str, code: str, client_name: str, lifetime: int) -> None:
-    text = (
-        f"Your verification code for {client_name} is:\n\n    {code}\n\n"
-        f"It expires in {_minutes(lifetime)} and works once. If you did not ask for it, ignore this email.\n"
-    )
-    await _send_email(services, connection, to=to, subject=f"Your verification code for {client_name}", text=text, client_name=client_name)
+    await _send_email(services, connection, "passwordless_code", to=to, client_name=client_name, code=code, lifetime=lifetime)
 
 
 async def send_email_link(services: Services, connection: Connection, *, to: str, link: str, client_name: str, lifetime: int) -> None:
-    text = (
-        f"Open this link to log in to {client_name}:\n\n{link}\n\n"
-        f"It expires in {_minutes(lifetime)} and works once. If you did not ask for it, ignore this email.\n"
-    )
-    await _send_email(services, connection, to=to, subject=f"Log in to {client_name}", text=text, client_name=client_name)
+    await _send_email(services, connection, "passwordless_link", to=to, client_name=client_name, url=link, lifetime=lifetime)
 
 
-async def _send_email(services: Services, connection: Connection, *, to: str, subject: str, text: str, client_name: str) -> None:
+async def _send_email(services: Services, connection: Connection, template: str, *, to: str, client_name: str, lifetime: int,
+                      **values: str) -> None:
+    """Sent now, not through the outbox: a code that arrives late is useless, and the person waiting
+    for it is told at once that it could not be sent (they can ask again)."""
     if not services.settings.smtp_host:
         log.warning("BASTION_SMTP_HOST is not set: the passwordless email was not sent (a code is never logged)")
         raise DeliveryFailed("Email delivery is not configured")
+    email = await render_email(services, template, user={"email": to}, application={"name": client_name},
+                               lifetime=_minutes(lifetime), **values)
+    subject = email.subject
     email_options = connection.options.get("email")
     if isinstance(email_options, dict) and isinstance(email_options.get("subject"), str) and email_options["subject"].strip():
         subject = email_options["subject"].strip().replace("{{ application.name }}", client_name)
     try:
-        await services.mailer.send(to=to, subject=subject, text=text)
+        await services.mailer.send(to=to, subject=subject, text=email.text, html=email.html)
     except (smtplib.SMTPException, OSError) as error:
         log.warning("the SMTP server refused a passwordless email: %s", type(error).__name__)
         raise DeliveryFailed("The email could not be sent") from None

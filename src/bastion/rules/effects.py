@@ -5,25 +5,30 @@ execution record.
     http.request                 httpx, with a timeout, a response-size limit, an SSRF guard
                                  (no private, loopback or link-local address unless
                                  BASTION_RULES_HTTP_ALLOW_PRIVATE) and the optional host allow-list
+                                 (security/destinations.py)
+    http.queue                   the same request, put in the outbox (outbox.py) and sent after the
+                                 login by the outbox poller, retried on failure; the login never waits
     users.update_app_metadata    merged and persisted (Management API PATCH semantics), for the
     users.update_user_metadata   user of this login only
-    email.send                   through the configured SMTP server
+    email.send                   an email through the outbox: the rule's own text, or one of the
+                                 account emails (`template="verify_email"` or `"welcome_email"`) to
+                                 the user of this login
     redirect.encode_token        an HS256 token for an external page (a key derived from the
     redirect.validate_token      master key unless the rule gives its own secret)
+
+Records never show a URL's query (where vendor keys often go) nor any header or body.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from bastion.emails.templates import html_to_text
 from bastion.keys.jose import JoseError, sign_hs256, verify_hs256
+from bastion.security.destinations import DestinationRefused, check_url, display_url
 from bastion.security.handles import digest
 from bastion.services import Services
 from bastion.storage import users as user_store
@@ -32,6 +37,7 @@ from bastion.tenant.users import merge_metadata
 __all__ = ["EffectError", "Effects"]
 
 _MAX_TIMEOUT = 15.0
+ACCOUNT_EMAIL_TEMPLATES = ("verify_email", "welcome_email")
 
 
 class EffectError(Exception):
@@ -41,10 +47,15 @@ class EffectError(Exception):
 class Effects:
     """Handles the `api` calls of one rule execution."""
 
-    def __init__(self, services: Services, *, user_id: str | None, user_metadata: dict[str, dict], dry_run: bool):
+    def __init__(
+        self, services: Services, *, user_id: str | None, user_metadata: dict[str, dict], dry_run: bool,
+        execution_id: str | None = None, client_id: str | None = None,
+    ):
         self._services = services
         self._settings = services.settings
         self._user_id = user_id
+        self._execution_id = execution_id
+        self._client_id = client_id
         self._metadata = user_metadata  # the pipeline user's current metadata, by kind
         self.dry_run = dry_run
         self.performed: list[dict[str, Any]] = []
@@ -52,6 +63,7 @@ class Effects:
     async def __call__(self, method: str, params: dict[str, Any]) -> Any:
         handler = {
             "http.request": self.http_request,
+            "http.queue": self.queue_request,
             "users.update_app_metadata": lambda p: self.update_metadata("app_metadata", p),
             "users.update_user_metadata": lambda p: self.update_metadata("user_metadata", p),
             "email.send": self.send_email,
@@ -67,14 +79,18 @@ class Effects:
 
     # -- http -------------------------------------------------------------
 
-    async def http_request(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _checked_url(self, params: dict[str, Any]) -> tuple[str, str]:
         method = str(params.get("method", "GET")).upper()
         url = str(params.get("url", ""))
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise EffectError(f"api.http accepts http and https URLs only, not {url!r}")
-        await self._check_destination(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-        effect = {"type": "http", "method": method, "url": f"{parts.scheme}://{parts.netloc}{parts.path}"}
+        try:
+            await check_url(self._settings, url)
+        except DestinationRefused as refusal:
+            raise EffectError(str(refusal)) from None
+        return method, url
+
+    async def http_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        method, url = await self._checked_url(params)
+        effect = {"type": "http", "method": method, "url": display_url(url)}
         if self.dry_run:
             self._record({**effect, "status": None})
             return {"status_code": 204, "headers": {}, "text": ""}
@@ -101,20 +117,22 @@ class Effects:
             "text": body.decode(response.encoding or "utf-8", errors="replace"),
         }
 
-    async def _check_destination(self, host: str, port: int) -> None:
-        allowed = self._settings.rules_http_allowed_hosts
-        if allowed and not any(host == h or (h.startswith(".") and host.endswith(h)) for h in allowed):
-            raise EffectError(f"{host} is not in BASTION_RULES_HTTP_ALLOWED_HOSTS")
-        if self._settings.rules_http_allow_private:
-            return
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror:
-            raise EffectError(f"cannot resolve {host}") from None
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%")[0])
-            if not address.is_global:
-                raise EffectError(f"{host} resolves to a private or local address; rules may not call it")
+    async def queue_request(self, params: dict[str, Any]) -> str | None:
+        """Put the request in the outbox; the rule goes on at once. Returns the entry's id."""
+        method, url = await self._checked_url(params)
+        effect = {"type": "http.queued", "method": method, "url": display_url(url)}
+        if self.dry_run:
+            self._record({**effect, "delivery_id": None})
+            return None
+        timeout = params.get("timeout")
+        async with self._services.database.transaction() as session:
+            delivery = await self._services.outbox.http_request(
+                session, method=method, url=url, params=params.get("params"), headers=params.get("headers"),
+                json_body=params.get("json"), data=params.get("data"), timeout=float(timeout) if timeout else None,
+                user_id=self._user_id, rules_execution_id=self._execution_id,
+            )
+        self._record({**effect, "delivery_id": delivery.id})
+        return delivery.id
 
     # -- metadata ---------------------------------------------------------
 
@@ -138,13 +156,47 @@ class Effects:
 
     # -- email ------------------------------------------------------------
 
-    async def send_email(self, params: dict[str, Any]) -> None:
+    async def send_email(self, params: dict[str, Any]) -> str | None:
+        template = params.get("template")
+        if template is not None:
+            return await self._send_account_email(str(template))
         to, subject = params.get("to"), params.get("subject")
         if not to or not subject or not (params.get("text") or params.get("html")):
-            raise EffectError("email.send needs to=, subject= and text= or html=")
-        if not self.dry_run:
-            await self._services.mailer.send(to=str(to), subject=str(subject), text=str(params.get("text") or params.get("html")))
-        self._record({"type": "email", "to": to, "subject": subject})
+            raise EffectError("email.send needs to=, subject= and text= or html= (or template=)")
+        effect = {"type": "email", "to": to, "subject": subject}
+        if self.dry_run:
+            self._record({**effect, "delivery_id": None})
+            return None
+        text = str(params.get("text") or "")
+        html = str(params["html"]) if params.get("html") else None
+        async with self._services.database.transaction() as session:
+            delivery = await self._services.outbox.email(
+                session, to=str(to), subject=str(subject), text=text or html_to_text(html or ""), html=html, source="rules",
+                user_id=self._user_id, rules_execution_id=self._execution_id,
+            )
+        self._record({**effect, "delivery_id": delivery.id})
+        return delivery.id
+
+    async def _send_account_email(self, template: str) -> str | None:
+        from bastion.emails.account import send_account_email  # emails/ imports rules' callers, not the other way
+
+        if template not in ACCOUNT_EMAIL_TEMPLATES:
+            raise EffectError(f"email.send template must be one of {', '.join(ACCOUNT_EMAIL_TEMPLATES)}")
+        if not self._user_id:
+            raise EffectError("email.send(template=...) needs a user")
+        if self.dry_run:
+            self._record({"type": "email", "template": template, "delivery_id": None})
+            return None
+        async with self._services.database.transaction() as session:
+            user = await user_store.get_user(session, user_id=self._user_id)
+            if user is None or not user.email:
+                raise EffectError("the user has no email address")
+            delivery = await send_account_email(
+                self._services, session, template, user=user, client_id=self._client_id, source="rules",
+                rules_execution_id=self._execution_id,
+            )
+        self._record({"type": "email", "template": template, "to": user.email, "delivery_id": delivery.id})
+        return delivery.id
 
     # -- redirect tokens --------------------------------------------------
 
@@ -173,3 +225,4 @@ class Effects:
         if self._user_id and claims.get("sub") != self._user_id:
             raise EffectError("the token was issued for another user")
         return claims
+

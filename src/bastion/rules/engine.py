@@ -22,6 +22,7 @@ from typing import Any
 from bastion.rules.effects import Effects
 from bastion.rules.outcome import RuleOutcome, outcome_from
 from bastion.rules.pool import RuleTimeout, RuleWorkerCrash, RuleWorkerPool
+from bastion.rules.redaction import Redaction
 from bastion.security.handles import new_id
 from bastion.services import Services
 from bastion.storage.records import Rule
@@ -103,18 +104,20 @@ class RulesEngine:
         rules = [r for r in rules if r.language == "python"]
         if not rules:
             return RuleRun(status="ok", user=user, context=context, outcome=outcome_from(user, context), dry_run=dry_run)
+        run = RuleRun(status="ok", user=user, context=context, dry_run=dry_run, execution_id=new_id("exe_", 20))
         effects = Effects(
-            self._services, user_id=user.get("user_id"), dry_run=dry_run,
+            self._services, user_id=user.get("user_id"), dry_run=dry_run, execution_id=run.execution_id,
+            client_id=context.get("client_id"),
             user_metadata={"app_metadata": dict(user.get("app_metadata") or {}), "user_metadata": dict(user.get("user_metadata") or {})},
         )
+        configuration = await self._services.tenant.rule_configuration()
         job = {
             "rules": [{"id": r.id, "name": r.name, "key": script_key(r), "script": r.script} for r in rules],
             "user": user,
             "context": context,
-            "configuration": await self._services.tenant.rule_configuration(),
+            "configuration": configuration,
         }
         started = time.perf_counter()
-        run = RuleRun(status="ok", user=user, context=context, dry_run=dry_run, execution_id=new_id("exe_", 20))
         try:
             result = await self.pool.run(job, effects, timeout=self._services.settings.rules_timeout)
         except RuleTimeout as error:
@@ -131,5 +134,9 @@ class RulesEngine:
             else:
                 run.outcome = outcome_from(run.user, run.context)
         run.effects = effects.performed
+        redaction = Redaction.of(frozenset(configuration.values()))
+        run.records, run.effects = redaction.apply(run.records), redaction.apply(run.effects)
+        if run.message:
+            run.message = redaction.apply(run.message)
         run.duration_ms = round((time.perf_counter() - started) * 1000, 3)
         return run

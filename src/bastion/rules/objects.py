@@ -142,6 +142,14 @@ class _Http:
     async def delete(self, url: str, **kwargs) -> HttpResponse:
         return await self.request("DELETE", url, **kwargs)
 
+    async def queue(self, method: str, url: str, *, params=None, json=None, data=None, headers=None,
+                    timeout: float | None = None) -> str | None:
+        """Send the request after the login, without waiting for it: the host keeps it in its outbox
+        and retries it until the service takes it (2xx). Returns the outbox entry's id (None in a
+        dry run); the execution record shows what became of it."""
+        return self._call("http.queue", {"method": method.upper(), "url": url, "params": params, "json": json,
+                                         "data": data, "headers": headers, "timeout": timeout})
+
 
 class _Users:
     def __init__(self, call: Call, user: Record):
@@ -167,8 +175,12 @@ class _Email:
     def __init__(self, call: Call):
         self._call = call
 
-    async def send(self, *, to: str, subject: str, text: str | None = None, html: str | None = None) -> None:
-        self._call("email.send", {"to": to, "subject": subject, "text": text, "html": html})
+    async def send(self, *, to: str | None = None, subject: str | None = None, text: str | None = None,
+                   html: str | None = None, template: str | None = None) -> str | None:
+        """Queue an email (the host's outbox sends it, retrying): your own `to`, `subject`, `text`
+        and/or `html`, or `template="verify_email"` / `"welcome_email"` for the user of this login.
+        Returns the outbox entry's id (None in a dry run)."""
+        return self._call("email.send", {"to": to, "subject": subject, "text": text, "html": html, "template": template})
 
 
 def _b64(data: bytes) -> str:

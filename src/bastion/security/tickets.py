@@ -1,7 +1,7 @@
 """Signed, expiring tickets: `base64url(json).base64url(HMAC-SHA256)`, one key per purpose.
 
-Used for links sent by email (password reset). A ticket is made single use by
-binding it to state that its use changes (for a reset: the current password hash).
+Used for the `state` of a rule's redirect (/continue). Emailed links use stored,
+single-use tickets instead (emails/account.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,95 @@
+"""The emails Bastion writes, from Jinja2 templates the operator can replace.
+
+Each template is a pair of files named after Auth0's email templates:
+
+    verify_email.txt     "Subject: ..." on the first line, a blank line, then the text body
+    verify_email.html    the HTML alternative (optional; autoescaped)
+
+Bastion's own are in `src/bastion/templates/email/`. A file of the same name in
+BASTION_EMAIL_TEMPLATES_DIR replaces Bastion's; an operator's template may also extend
+Bastion's (`{% extends "bastion/verify_email.html" %}`). Templates render in Jinja2's
+sandbox, with these variables (Auth0's names):
+
+    user          email, name, nickname, given_name, family_name, user_id, user_metadata, app_metadata
+    application   name, client_id (and clientID), when the email belongs to one application
+    url           the link (verification, password reset, magic link)
+    code          a passwordless code
+    lifetime      how long the link or code works, in words ("5 days")
+    friendly_name, support_email, support_url   from the tenant settings
+    factor        the second factor added (enrollment_email)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader, TemplateNotFound, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["EmailTemplates", "EmailTemplateError", "RenderedEmail", "TEMPLATE_NAMES", "BUILT_IN", "lifetime_in_words", "html_to_text"]
+
+BUILT_IN = Path(__file__).resolve().parent.parent / "templates" / "email"
+TEMPLATE_NAMES = ("verify_email", "welcome_email", "reset_email", "enrollment_email", "passwordless_code", "passwordless_link")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str | None
+
+
+class EmailTemplateError(ValueError):
+    """An operator's template is unusable (no subject line, a syntax error)."""
+
+
+def lifetime_in_words(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and (seconds % size == 0 or unit == "minute"):
+            count = max(1, round(seconds / size))
+            return f"{count} {unit}" + ("" if count == 1 else "s")
+    return "1 minute"
+
+
+class EmailTemplates:
+    def __init__(self, operator_dir: Path | None = None):
+        built_in = FileSystemLoader(BUILT_IN)
+        loaders = [FileSystemLoader(operator_dir)] if operator_dir else []
+        self._env = ImmutableSandboxedEnvironment(
+            loader=ChoiceLoader([*loaders, built_in, PrefixLoader({"bastion": built_in})]),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
+            keep_trailing_newline=True,
+        )
+
+    def render(self, name: str, **context: Any) -> RenderedEmail:
+        text = self._env.get_template(f"{name}.txt").render(**context)
+        subject, body = _split_subject(name, text)
+        try:
+            html = self._env.get_template(f"{name}.html").render(**context)
+        except TemplateNotFound:
+            html = None
+        return RenderedEmail(subject=subject, text=body, html=html)
+
+    def render_string(self, subject: str, body: str, **context: Any) -> RenderedEmail:
+        """A template stored through the Management API (Auth0's email-templates): an HTML body."""
+        html = self._env.from_string(body).render(**context)
+        return RenderedEmail(subject=self._env.from_string(subject).render(**context).strip(), text=html_to_text(html), html=html)
+
+
+def _split_subject(name: str, text: str) -> tuple[str, str]:
+    first, _, rest = text.lstrip("\n").partition("\n")
+    if not first.lower().startswith("subject:"):
+        raise EmailTemplateError(f"{name}.txt must start with a 'Subject: ...' line")
+    return first.split(":", 1)[1].strip(), rest.lstrip("\n")
+
+
+def html_to_text(html: str) -> str:
+    """A plain-text part for an email written in HTML only: paragraphs kept, links spelled out."""
+    text = re.sub(r"<(br|/p|/div|/h[1-6]|/li|/tr)\s*/?>", "\n", html, flags=re.IGNORECASE)
+    text = re.sub(r"<a\s[^>]*href=\"([^\"]+)\"[^>]*>(.*?)</a>", r"\2 (\1)", text, flags=re.IGNORECASE | re.DOTALL)
+    text = unescape(re.sub(r"<[^>]+>", "", text))
+    return "\n".join(line.strip() for line in text.splitlines()).strip() + "\n"
