@@ -425,19 +425,18 @@ def rules_config_remove(key: str) -> None:
 @click.option("--execution", "execution_id", default=None, help="Show this rules execution record (details.rules_execution_id) as JSON.")
 def logs(limit: int, execution_id: str | None) -> None:
     """Recent log events, newest first: date, type, description, user (and the rules execution id)."""
-    from bastion.rules.admin import execution_json
+    from bastion.rules.admin import load_execution
     from bastion.storage import log_events
-    from bastion.storage import rules as rule_store
 
     if execution_id:
         async def one(services: Services):
             async with services.database.reader() as session:
-                return await rule_store.get_rule_execution(session, id=execution_id)
+                return await load_execution(session, execution_id)
 
         execution = _run(one)
         if execution is None:
             raise click.ClickException(f"no rules execution {execution_id}")
-        click.echo(json.dumps(execution_json(execution), indent=2, default=str))
+        click.echo(json.dumps(execution, indent=2, default=str))
         return
 
     async def recent(services: Services):

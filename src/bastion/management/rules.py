@@ -154,10 +154,10 @@ async def try_rule(request: Request, rule_id: str, body: RuleTry, caller: Caller
 async def get_rule_execution(request: Request, execution_id: str, caller: Caller = Depends(require("read:logs", "read:rules"))):
     services = services_of(request)
     async with services.database.reader() as session:
-        execution = await rule_store.get_rule_execution(session, id=execution_id)
+        execution = await admin.load_execution(session, execution_id)
     if execution is None:
         raise ManagementError(404, "The rules execution does not exist.", "inexistent_rules_execution")
-    return admin.execution_json(execution)
+    return execution
 
 
 # -- rules-configs -------------------------------------------------------------

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.errors import ManagementError
 from bastion.events import EventType, record_event
+from bastion.outbox import delivery_json
 from bastion.rules.context import RequestInfo, now_ms, rule_context, rule_user
 from bastion.rules.engine import RuleRun
 from bastion.rules.validation import RuleScriptError, check_script
@@ -31,10 +32,11 @@ from bastion.security.handles import new_id
 from bastion.security.sealing import Sealer
 from bastion.services import Services
 from bastion.storage import clients as client_store
+from bastion.storage import deliveries as delivery_store
 from bastion.storage import roles as role_store
 from bastion.storage import rules as rule_store
 from bastion.storage import users as user_store
-from bastion.storage.records import Client, Connection, Identity, Rule, RuleExecution, User
+from bastion.storage.records import Client, Connection, Delivery, Identity, Rule, RuleExecution, User
 from bastion.tenant.cache import RULE_CONFIG_PURPOSE
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "KEY_PATTERN",
     "rule_json",
     "execution_json",
+    "load_execution",
     "check_rule_name",
     "check_config_key",
     "create_rule",
@@ -128,8 +131,10 @@ def _iso(value: datetime) -> str:
     return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def execution_json(execution: RuleExecution) -> dict[str, Any]:
-    return {
+def execution_json(execution: RuleExecution, deliveries: list[Delivery] | None = None) -> dict[str, Any]:
+    """The execution record; `deliveries`: what became of the emails and requests its rules queued
+    (the outbox entries the effects name by `delivery_id`)."""
+    body = {
         "id": execution.id,
         "created_at": _iso(execution.created_at),
         "protocol": execution.protocol,
@@ -142,6 +147,18 @@ def execution_json(execution: RuleExecution) -> dict[str, Any]:
         "effects": execution.effects,
         "error": execution.error,
     }
+    if deliveries is not None:
+        body["deliveries"] = [delivery_json(d) for d in deliveries]
+    return body
+
+
+async def load_execution(session: AsyncSession, execution_id: str) -> dict[str, Any] | None:
+    """The execution record with its outbox entries, as the API and the CLI show it."""
+    execution = await rule_store.get_rule_execution(session, id=execution_id)
+    if execution is None:
+        return None
+    deliveries = await delivery_store.deliveries_of_executions(session, execution_ids=[execution.id])
+    return execution_json(execution, deliveries)
 
 
 # -- checks ------------------------------------------------------------------
