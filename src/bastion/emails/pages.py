@@ -75,22 +75,25 @@ class EmailLinkPages:
             # Auth0 sends the browser back with success=false only when it can tell where it came from;
             # an unusable ticket names no result_url we could trust.
             raise PageError("Link expired", EXPIRED_MESSAGE)
-        message, result_url = outcome
+        message, result_url, email = outcome
         if result_url:
-            return RedirectResponse(_with_query(result_url, {"success": "true", "message": message}), status_code=302)
+            values = {"success": "true", "message": message, **({"email": email} if email else {})}
+            return RedirectResponse(_with_query(result_url, values), status_code=302)
         return self.pages.render("message.html", title="Email verified", message=message)
 
-    async def _mark_verified(self, session, user: User, row: OneTimeCode, request: Request) -> tuple[str, str | None]:
+    async def _mark_verified(self, session, user: User, row: OneTimeCode, request: Request) -> tuple[str, str | None, str | None]:
+        """(message, result_url, the email for the redirect when the ticket asked to include it)."""
         result_url = row.data.get("result_url")
+        email = user.email if row.data.get("include_email") else None
         if user.email_verified:
-            return ALREADY_VERIFIED_MESSAGE, result_url
+            return ALREADY_VERIFIED_MESSAGE, result_url, email
         await user_store.update_user(session, user_id=user.user_id, changes={"email_verified": True})
         await record_event(session, EventType.SUCCESS_VERIFICATION_EMAIL, description="Email verified",
                            user_id=user.user_id, user_name=user.email, client_id=row.client_id, ip=client_ip(request))
         connection = await self.services.tenant.connection(user.identities[0].connection) if user.identities else None
         if connection is not None and connection.options.get("welcome_email"):
             await send_account_email(self.services, session, "welcome_email", user=user, client_id=row.client_id)
-        return VERIFIED_MESSAGE, result_url
+        return VERIFIED_MESSAGE, result_url, email
 
     # -- password reset ----------------------------------------------------
 
@@ -133,5 +136,6 @@ class EmailLinkPages:
             return self.pages.render("reset_password.html", status=400, ticket=ticket, email=user.email, error=str(problem))
         result_url = row.data.get("result_url")
         if result_url:
-            return RedirectResponse(_with_query(result_url, {"success": "true"}), status_code=302)
+            values = {"success": "true", **({"email": user.email} if row.data.get("include_email") and user.email else {})}
+            return RedirectResponse(_with_query(result_url, values), status_code=302)
         return self.pages.render("message.html", title="Password changed", message="Your password was changed. You can now log in with it.")

@@ -47,6 +47,7 @@ from bastion.passwordless.channels import enabled_passwordless_connections
 from bastion.services import Services
 from bastion.storage.records import Connection, LoginTransactionRecord, User
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
+from bastion.emails.account import send_signup_emails
 from bastion.tenant.users import UserConflict, WeakPassword, create_database_user, is_valid_email
 from bastion.web import clean_params, client_ip, read_params
 
@@ -168,6 +169,7 @@ class LoginRoutes(TransactionPages):
                         session, EventType.SUCCESS_SIGNUP, description="Successful signup", user_id=user.user_id,
                         user_name=email, client_id=transaction.client_id, connection=connection.name, ip=client_ip(request),
                     )
+                    await send_signup_emails(self.services, session, connection=connection, user=user, client_id=transaction.client_id)
             except (WeakPassword, UserConflict) as problem:
                 error = str(problem) if isinstance(problem, WeakPassword) else "Something went wrong, please try again later."
                 if isinstance(problem, UserConflict):

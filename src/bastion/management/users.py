@@ -11,6 +11,7 @@ from datetime import timezone
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from bastion.emails.account import send_account_email
 from bastion.errors import ManagementError
 from bastion.management.auth import Caller, require
 from bastion.management.common import audit, services_of
@@ -108,6 +109,11 @@ async def post_user(request: Request, body: UserCreate, caller: Caller = Depends
             raise ManagementError(400, f"PasswordStrengthError: {error}", "invalid_body") from None
         except UserConflict as error:
             raise ManagementError(409, str(error), "auth0_idp_error") from None
+        # Auth0: `verify_email` true sends the verification email, false sends none; left out, the
+        # connection decides (its `verify_email` option), unless the address is given as verified.
+        if body.verify_email or (body.verify_email is None and connection.options.get("verify_email")):
+            if user.email and not user.email_verified:
+                await send_account_email(services, session, "verify_email", user=user)
         await audit(session, caller, "Create a User", request, user_id=user.user_id)
     return user_to_json(user)
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from bastion.emails.account import send_account_email
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.flow import REMEMBER_COOKIE, LoginFlow
@@ -114,6 +115,20 @@ class MfaPages(TransactionPages):
                 ip=context.ip, user_agent=context.user_agent,
             )
 
+    async def record_enrolment(self, request: Request, transaction: LoginTransactionRecord, *, description: str, factor: str) -> None:
+        """A factor was added: the log event, and the `enrollment_email` telling the user (so that a
+        factor added by someone else does not go unnoticed)."""
+        context = self.flow.context(request)
+        async with self.services.database.transaction() as session:
+            await record_event(
+                session, EventType.MFA_ENROLLED, description=description, user_id=transaction.user_id,
+                client_id=transaction.client_id, ip=context.ip, user_agent=context.user_agent,
+            )
+            user = await users.get_user(session, user_id=transaction.user_id or "")
+            if user is not None and user.email:
+                await send_account_email(self.services, session, "enrollment_email", user=user, client_id=transaction.client_id,
+                                         factor=factor)
+
     def _to(self, path: str, transaction: LoginTransactionRecord, **params: str) -> Response:
         return RedirectResponse(f"{path}?{urlencode({'state': transaction.id, **params})}", status_code=303)
 
@@ -175,7 +190,7 @@ class MfaPages(TransactionPages):
                 "mfa_otp_enroll.html", request, outcome, status=400, qr_code=qr_code_svg(enrolment.uri), secret=enrolment.secret,
                 authenticator_id=enrolment.authenticator_id, error="That code is not right. Scan the new QR code and try again.",
             )
-        await self._event(request, transaction, EventType.MFA_ENROLLED, "Authenticator app enrolled")
+        await self.record_enrolment(request, transaction, description="Authenticator app enrolled", factor="authenticator app")
         return await self.passed(request, transaction, factor="otp", new_recovery_code=recovery)
 
     async def otp(self, request: Request) -> Response:

@@ -52,7 +52,6 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from bastion.events import EventType, record_event
 from bastion.mfa.factors import enrolled_factors, new_recovery_code
 from bastion.mfa.pages import WEBAUTHN_TYPES, MfaPages
 from bastion.security.handles import digest, new_handle, new_id
@@ -272,7 +271,7 @@ class WebAuthnPages:
             except CeremonyFailed as failure:
                 error = str(failure)
             else:
-                await self._record_enrolment(request, transaction)
+                await self.mfa.record_enrolment(request, transaction, description="Security key or passkey enrolled", factor="security key or passkey")
                 return await self.mfa.passed(request, transaction, factor="webauthn", new_recovery_code=recovery)
         challenge = await issue_challenge(self.services, transaction, ceremony="registration")
         options = registration_options(self.services.settings, user, challenge=challenge, existing=factors)
@@ -305,14 +304,6 @@ class WebAuthnPages:
             "mfa_webauthn.html", request, transaction, options, status=400 if error else 200, error=error,
             has_otp=any(f.type == "otp" for f in factors),
         )
-
-    async def _record_enrolment(self, request: Request, transaction: LoginTransactionRecord) -> None:
-        context = self.mfa.flow.context(request)
-        async with self.services.database.transaction() as session:
-            await record_event(
-                session, EventType.MFA_ENROLLED, description="Security key or passkey enrolled", user_id=transaction.user_id,
-                client_id=transaction.client_id, ip=context.ip, user_agent=context.user_agent,
-            )
 
     def _allowed(self, transaction: LoginTransactionRecord) -> bool:
         """`duo` goes to Duo; `google-authenticator` means the authenticator app only."""
