@@ -70,4 +70,7 @@ def build_services(settings: Settings) -> Services:
         wake=lambda: services.background.wake(OUTBOX_JOB),
     )
     services.background.add(services.outbox, max_wait=settings.outbox_poll_interval)
+    from bastion.log_streams.delivery import LogStreamDelivery
+
+    services.background.add(LogStreamDelivery(services), max_wait=settings.log_stream_poll_interval)
     return services

@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
     smtp_from: str = "Bastion <no-reply@localhost>"
 
+    # Log streams (docs/log-streams.md)
+    log_stream_batch_size: int = 100  # events per delivery (per request, except JSONOBJECT: one request each)
+    log_stream_poll_interval: float = 1.0  # seconds between looks for new events when nothing is due sooner
+    log_stream_request_timeout: float = 10.0  # seconds one request to a receiver may take
+    log_stream_retry_base: float = 5.0  # seconds before the first retry; doubles with each failure...
+    log_stream_retry_cap: float = 300.0  # ... up to this
+    log_stream_suspend_after: float = 7 * 86400.0  # seconds of failing in a row before a stream is suspended (Auth0: 7 days)
+    log_stream_gap_grace: float = 10.0  # seconds a missing log seq is waited for (a transaction not yet committed)
+    segment_api_url: str = "https://api.segment.io"  # Segment's HTTP Tracking API (segment log streams)
     password_reset_ticket_lifetime: int = 86400
     email_verification_ticket_lifetime: int = 5 * 86400  # Auth0's default for verification links: 5 days
     email_templates_dir: Path | None = None  # the operator's email templates, used before Bastion's own (docs/email.md)
