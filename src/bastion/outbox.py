@@ -117,11 +117,13 @@ class Outbox:
     async def http_request(
         self, session: AsyncSession, *, method: str, url: str, params: Any = None, headers: dict | None = None,
         json_body: Any = None, data: Any = None, timeout: float | None = None, source: str = "rules",
-        rule: str | None = None, user_id: str | None = None, rules_execution_id: str | None = None,
+        shown_url: str | None = None, user_id: str | None = None, rules_execution_id: str | None = None,
     ) -> Delivery:
+        """`shown_url`: the URL as lists and errors show it (default: without its query); a rule's is
+        also cleared of configuration values (rules/redaction.py)."""
         payload = {"method": method, "url": url, "params": params, "headers": headers, "json": json_body, "data": data,
                    "timeout": timeout}
-        summary = {"method": method, "url": display_url(url), **({"rule": rule} if rule else {})}
+        summary = {"method": method, "url": shown_url or display_url(url)}
         return await self._enqueue(session, kind="http", payload=payload, summary=summary, source=source,
                                    user_id=user_id, rules_execution_id=rules_execution_id, id=new_id("req_", 20))
 
@@ -166,7 +168,7 @@ class Outbox:
             if delivery.kind == "email":
                 state, status = await self._send_email(delivery, payload)
             else:
-                state, status = await self._send_request(payload)
+                state, status = await self._send_request(payload, shown_url=delivery.summary.get("url", ""))
         except _Refused as refusal:
             await self._failed(delivery, refusal)
             return
@@ -210,7 +212,7 @@ class Outbox:
             raise _Refused(f"the SMTP server could not be reached ({type(error).__name__})") from None
         return ("sent" if sent else "logged"), None
 
-    async def _send_request(self, payload: dict) -> tuple[str, int | None]:
+    async def _send_request(self, payload: dict, *, shown_url: str) -> tuple[str, int | None]:
         method, url = payload["method"], payload["url"]
         try:
             await check_url(self._settings, url)
@@ -224,9 +226,9 @@ class Outbox:
                 data=payload.get("data"), timeout=timeout,
             )
         except httpx.HTTPError as error:
-            raise _Refused(f"{method} {display_url(url)} failed: {type(error).__name__}") from None
+            raise _Refused(f"{method} {shown_url} failed: {type(error).__name__}") from None
         status = response.status_code
         if 200 <= status < 300:
             return "sent", status
         retry = status >= 500 or status in _RETRY_STATUSES
-        raise _Refused(f"{method} {display_url(url)} answered HTTP {status}", status=status, permanent=not retry)
+        raise _Refused(f"{method} {shown_url} answered HTTP {status}", status=status, permanent=not retry)

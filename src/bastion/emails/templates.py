@@ -21,6 +21,7 @@ sandbox, with these variables (Auth0's names):
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from html import unescape
@@ -31,6 +32,8 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader, TemplateNotFoun
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["EmailTemplates", "EmailTemplateError", "RenderedEmail", "TEMPLATE_NAMES", "BUILT_IN", "lifetime_in_words", "html_to_text"]
+
+log = logging.getLogger("bastion.emails")
 
 BUILT_IN = Path(__file__).resolve().parent.parent / "templates" / "email"
 TEMPLATE_NAMES = ("verify_email", "welcome_email", "reset_email", "enrollment_email", "passwordless_code", "passwordless_link")
@@ -58,26 +61,51 @@ def lifetime_in_words(seconds: int) -> str:
 class EmailTemplates:
     def __init__(self, operator_dir: Path | None = None):
         built_in = FileSystemLoader(BUILT_IN)
-        loaders = [FileSystemLoader(operator_dir)] if operator_dir else []
-        self._env = ImmutableSandboxedEnvironment(
-            loader=ChoiceLoader([*loaders, built_in, PrefixLoader({"bastion": built_in})]),
-            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
-            keep_trailing_newline=True,
-        )
+        self._built_in = _environment(built_in)
+        self._operator = _environment(ChoiceLoader([FileSystemLoader(operator_dir), PrefixLoader({"bastion": built_in})])) \
+            if operator_dir else None
 
     def render(self, name: str, **context: Any) -> RenderedEmail:
-        text = self._env.get_template(f"{name}.txt").render(**context)
-        subject, body = _split_subject(name, text)
-        try:
-            html = self._env.get_template(f"{name}.html").render(**context)
-        except TemplateNotFound:
-            html = None
-        return RenderedEmail(subject=subject, text=body, html=html)
+        """The operator's template when there is one; Bastion's when there is none, or when the
+        operator's fails (a syntax error, a missing subject line, what the sandbox refuses): the
+        email still goes, and the failure is logged for the operator to fix."""
+        if self._operator is not None and _has(self._operator, f"{name}.txt"):
+            try:
+                return _render(self._operator, name, context)
+            except Exception:
+                log.exception("the operator's email template %r failed; Bastion's own was used", name)
+        return _render(self._built_in, name, context)
 
     def render_string(self, subject: str, body: str, **context: Any) -> RenderedEmail:
         """A template stored through the Management API (Auth0's email-templates): an HTML body."""
-        html = self._env.from_string(body).render(**context)
-        return RenderedEmail(subject=self._env.from_string(subject).render(**context).strip(), text=html_to_text(html), html=html)
+        html = self._built_in.from_string(body).render(**context)
+        return RenderedEmail(subject=self._built_in.from_string(subject).render(**context).strip(), text=html_to_text(html), html=html)
+
+
+def _environment(loader) -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        loader=loader, autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False, default=False),
+        keep_trailing_newline=True,
+    )
+
+
+def _has(env: ImmutableSandboxedEnvironment, name: str) -> bool:
+    try:
+        env.get_template(name)
+    except TemplateNotFound:
+        return False
+    except Exception:
+        return True  # it exists but does not compile: render() reports it
+    return True
+
+
+def _render(env: ImmutableSandboxedEnvironment, name: str, context: dict[str, Any]) -> RenderedEmail:
+    subject, body = _split_subject(name, env.get_template(f"{name}.txt").render(**context))
+    try:
+        html = env.get_template(f"{name}.html").render(**context)
+    except TemplateNotFound:
+        html = None
+    return RenderedEmail(subject=subject, text=body, html=html)
 
 
 def _split_subject(name: str, text: str) -> tuple[str, str]:

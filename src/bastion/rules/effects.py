@@ -28,6 +28,7 @@ import httpx
 
 from bastion.emails.templates import html_to_text
 from bastion.keys.jose import JoseError, sign_hs256, verify_hs256
+from bastion.rules.redaction import Redaction
 from bastion.security.destinations import DestinationRefused, check_url, display_url
 from bastion.security.handles import digest
 from bastion.services import Services
@@ -49,9 +50,10 @@ class Effects:
 
     def __init__(
         self, services: Services, *, user_id: str | None, user_metadata: dict[str, dict], dry_run: bool,
-        execution_id: str | None = None, client_id: str | None = None,
+        execution_id: str | None = None, client_id: str | None = None, redaction: Redaction | None = None,
     ):
         self._services = services
+        self._redaction = redaction or Redaction(())
         self._settings = services.settings
         self._user_id = user_id
         self._execution_id = execution_id
@@ -120,7 +122,7 @@ class Effects:
     async def queue_request(self, params: dict[str, Any]) -> str | None:
         """Put the request in the outbox; the rule goes on at once. Returns the entry's id."""
         method, url = await self._checked_url(params)
-        effect = {"type": "http.queued", "method": method, "url": display_url(url)}
+        effect = {"type": "http.queued", "method": method, "url": self._redaction.apply(display_url(url))}
         if self.dry_run:
             self._record({**effect, "delivery_id": None})
             return None
@@ -129,7 +131,7 @@ class Effects:
             delivery = await self._services.outbox.http_request(
                 session, method=method, url=url, params=params.get("params"), headers=params.get("headers"),
                 json_body=params.get("json"), data=params.get("data"), timeout=float(timeout) if timeout else None,
-                user_id=self._user_id, rules_execution_id=self._execution_id,
+                shown_url=effect["url"], user_id=self._user_id, rules_execution_id=self._execution_id,
             )
         self._record({**effect, "delivery_id": delivery.id})
         return delivery.id

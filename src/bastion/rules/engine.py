@@ -105,12 +105,13 @@ class RulesEngine:
         if not rules:
             return RuleRun(status="ok", user=user, context=context, outcome=outcome_from(user, context), dry_run=dry_run)
         run = RuleRun(status="ok", user=user, context=context, dry_run=dry_run, execution_id=new_id("exe_", 20))
+        configuration = await self._services.tenant.rule_configuration()
+        redaction = Redaction.of(frozenset(configuration.values()))
         effects = Effects(
             self._services, user_id=user.get("user_id"), dry_run=dry_run, execution_id=run.execution_id,
-            client_id=context.get("client_id"),
+            client_id=context.get("client_id"), redaction=redaction,
             user_metadata={"app_metadata": dict(user.get("app_metadata") or {}), "user_metadata": dict(user.get("user_metadata") or {})},
         )
-        configuration = await self._services.tenant.rule_configuration()
         job = {
             "rules": [{"id": r.id, "name": r.name, "key": script_key(r), "script": r.script} for r in rules],
             "user": user,
@@ -134,7 +135,6 @@ class RulesEngine:
             else:
                 run.outcome = outcome_from(run.user, run.context)
         run.effects = effects.performed
-        redaction = Redaction.of(frozenset(configuration.values()))
         run.records, run.effects = redaction.apply(run.records), redaction.apply(run.effects)
         if run.message:
             run.message = redaction.apply(run.message)

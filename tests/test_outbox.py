@@ -1,0 +1,338 @@
+"""The outbox: an email or a rule's queued request is kept until delivered, retried with backoff,
+never sent twice, and never makes a login wait. Against a real SMTP server (aiosmtpd) that goes
+down and comes back, and a real HTTP server that fails, recovers or hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import textwrap
+import threading
+from collections.abc import Awaitable, Callable
+
+import pytest
+from sqlalchemy import select
+
+from bastion.outbox import Outbox
+from bastion.storage import deliveries as delivery_store
+from bastion.storage.tables import DeliveryRow
+from bastion.tenant.bootstrap import DEFAULT_CONNECTION
+
+from conftest import Bastion, add_rule
+from smtp_server import SmtpServer, free_port
+
+FAST_RETRIES = {"outbox_retry_base": 0.05, "outbox_retry_max": 0.2}
+
+
+def rule(source: str) -> str:
+    return textwrap.dedent(source).strip() + "\n"
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Bounded poll for a condition the background delivery makes true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "the condition did not become true in time"
+        await asyncio.sleep(0.02)
+
+
+async def deliveries(app: Bastion) -> list:
+    async with app.services.database.reader() as session:
+        return (await delivery_store.list_deliveries(session, page=0, per_page=50)).items
+
+
+async def one_delivery(app: Bastion):
+    [delivery] = await deliveries(app)
+    return delivery
+
+
+async def request_reset(app: Bastion, client: dict) -> None:
+    response = await app.http.post("/dbconnections/change_password", json={
+        "client_id": client["client_id"], "connection": DEFAULT_CONNECTION, "email": "alice@example.com"})
+    assert response.status_code == 200
+
+
+class Vendor:
+    """A real HTTP server standing in for a vendor: answers the statuses it is told, in turn,
+    records what it received, and can hang until released."""
+
+    def __init__(self):
+        vendor = self
+        self.received: list[dict] = []
+        self.statuses: list[int] = []
+        self.hang = threading.Event()
+        self.released = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if vendor.hang.is_set():
+                    vendor.released.wait(30)
+                status = vendor.statuses.pop(0) if vendor.statuses else 200
+                vendor.received.append({"path": self.path, "headers": dict(self.headers), "body": body, "status": status})
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def vendor():
+    server = Vendor()
+    yield server
+    server.close()
+
+
+# -- email ---------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_an_email_waits_for_the_smtp_server_and_arrives_once(bastion_with, database_url):
+    smtp = SmtpServer(free_port())  # not started: the SMTP server is down
+    async with bastion_with(database_url=database_url, background=True, smtp_host="127.0.0.1", smtp_port=smtp.port,
+                            **FAST_RETRIES) as app:
+        client = await app.create_client()
+        await app.create_user()
+        await request_reset(app, client)
+
+        async def failed_twice() -> bool:
+            delivery = await one_delivery(app)
+            return delivery.attempts >= 2 and delivery.state == "pending"
+
+        await eventually(failed_twice)
+        delivery = await one_delivery(app)
+        assert "could not be reached" in delivery.last_error and delivery.completed_at is None
+
+        smtp.start()
+        try:
+            await smtp.wait_for(1)
+
+            async def sent() -> bool:
+                return (await one_delivery(app)).state == "sent"
+
+            await eventually(sent)
+            attempts = (await one_delivery(app)).attempts
+            await asyncio.sleep(0.5)  # several retry periods: nothing more may arrive
+            assert len(smtp.messages) == 1 and smtp.messages[0]["Subject"] == "Reset your password"
+            assert (await one_delivery(app)).attempts == attempts
+        finally:
+            smtp.stop()
+
+
+async def test_a_refusing_smtp_server_gets_the_email_when_it_accepts_again(bastion_with, smtp_server):
+    smtp_server.refuse = True
+    async with bastion_with(background=True, smtp_host="127.0.0.1", smtp_port=smtp_server.port, **FAST_RETRIES) as app:
+        client = await app.create_client()
+        await app.create_user()
+        await request_reset(app, client)
+
+        async def refused() -> bool:
+            return (await one_delivery(app)).last_status == 451
+
+        await eventually(refused)
+        smtp_server.refuse = False
+        await smtp_server.wait_for(1)
+        await asyncio.sleep(0.3)
+        assert len(smtp_server.messages) == 1
+
+
+async def test_an_email_that_never_goes_fails_visibly_and_can_be_retried(bastion_with, smtp_server):
+    smtp_server.refuse = True
+    async with bastion_with(background=True, smtp_host="127.0.0.1", smtp_port=smtp_server.port, outbox_max_attempts=2,
+                            **FAST_RETRIES) as app:
+        client = await app.create_client()
+        await app.create_user()
+        await request_reset(app, client)
+
+        async def failed() -> bool:
+            return (await one_delivery(app)).state == "failed"
+
+        await eventually(failed)
+        delivery = (await app.management("GET", "/deliveries", params={"state": "failed"})).json()
+        assert [d["id"] for d in delivery] == [(await one_delivery(app)).id]
+        assert delivery[0]["attempts"] == 2 and delivery[0]["last_status"] == 451
+        assert delivery[0]["to"] == "alice@example.com" and delivery[0]["subject"] == "Reset your password"
+        assert "ticket" not in json.dumps(delivery)  # the link (a credential) is in the sealed payload only
+
+        smtp_server.refuse = False
+        retried = await app.management("POST", f"/deliveries/{delivery[0]['id']}/retry")
+        assert retried.status_code == 200 and retried.json()["state"] == "pending"
+        await smtp_server.wait_for(1)
+        again = await app.management("POST", f"/deliveries/{delivery[0]['id']}/retry")
+        assert again.status_code == 409
+
+
+async def test_two_processes_deliver_each_email_once(bastion_with, postgres_url, smtp_server):
+    async with bastion_with(database_url=postgres_url, smtp_host="127.0.0.1", smtp_port=smtp_server.port) as app:
+        client = await app.create_client()
+        for n in range(6):
+            await app.create_user(email=f"user{n}@example.com")
+        # Two outboxes on one database, as two server processes have; no one-shot attempt in between.
+        services = app.services
+        twins = [Outbox(settings=services.settings, database=services.database, sealer=services.sealer,
+                        mailer=services.mailer, wake=lambda: None) for _ in range(2)]
+        async with services.database.transaction() as session:
+            for n in range(6):
+                await services.outbox.email(session, to=f"user{n}@example.com", subject=f"Hello {n}", text="hi", source="test")
+        await asyncio.gather(*(twin.run_once() for twin in twins))
+        await asyncio.gather(*(twin.close() for twin in twins))
+        await smtp_server.wait_for(6)
+        await asyncio.sleep(0.3)
+        assert sorted(m["Subject"] for m in smtp_server.messages) == [f"Hello {n}" for n in range(6)]
+        assert all(d.state == "sent" and d.attempts == 1 for d in await deliveries(app))
+
+
+async def test_payloads_are_sealed_at_rest(bastion_with, smtp_server):
+    async with bastion_with(smtp_host="127.0.0.1", smtp_port=smtp_server.port) as app:
+        async with app.services.database.transaction() as session:
+            await app.services.outbox.email(session, to="carol@example.com", subject="Code", text="secret body 4242",
+                                            source="test")
+        async with app.services.database.reader() as session:
+            stored = (await session.execute(select(DeliveryRow.payload_sealed))).scalar_one()
+        assert stored.startswith("v1.") and "4242" not in stored and "carol" not in stored
+
+
+# -- rules' queued requests ----------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_queued_request_is_retried_until_the_vendor_takes_it_once(bastion_with, database_url, vendor):
+    vendor.statuses = [500, 503]
+    async with bastion_with(database_url=database_url, background=True, rules_http_allow_private=True, **FAST_RETRIES) as app:
+        client = await app.create_client()
+        alice = await app.create_user()
+        await add_rule(app, rule(f'''
+            async def rule(user, context, api):
+                await api.http.queue("POST", "{vendor.url}/v1/track?key=abc", json={{"userId": user.user_id}},
+                                     headers={{"Authorization": "Basic " + api.configuration.get("KEY", "k")}})
+        '''))
+        tokens = await app.code_tokens(client)
+        assert "access_token" in tokens
+
+        async def delivered() -> bool:
+            return (await one_delivery(app)).state == "sent"
+
+        await eventually(delivered)
+        assert [r["status"] for r in vendor.received] == [500, 503, 200]
+        assert all(json.loads(r["body"]) == {"userId": alice["user_id"]} for r in vendor.received)
+        assert {r["path"] for r in vendor.received} == {"/v1/track?key=abc"}
+        assert {r["headers"]["Authorization"] for r in vendor.received} == {"Basic k"}
+
+        [login] = (await app.management("GET", "/logs", params={"q": "type:s"})).json()
+        record = (await app.management("GET", f"/rules-executions/{login['details']['rules_execution_id']}")).json()
+        [effect] = record["effects"]
+        assert effect["type"] == "http.queued" and effect["url"] == f"{vendor.url}/v1/track"  # no query: keys go there
+        [delivery] = record["deliveries"]
+        assert delivery["id"] == effect["delivery_id"] and delivery["state"] == "sent"
+        assert delivery["attempts"] == 3 and delivery["last_status"] == 200
+
+
+async def test_a_client_error_is_not_retried(bastion_with, vendor):
+    vendor.statuses = [401]
+    async with bastion_with(background=True, rules_http_allow_private=True, **FAST_RETRIES) as app:
+        client = await app.create_client()
+        await app.create_user()
+        await add_rule(app, rule(f'''
+            async def rule(user, context, api):
+                await api.http.queue("POST", "{vendor.url}/events", json={{}})
+        '''))
+        await app.code_tokens(client)
+
+        async def failed() -> bool:
+            return (await one_delivery(app)).state == "failed"
+
+        await eventually(failed)
+        delivery = await one_delivery(app)
+        assert delivery.attempts == 1 and delivery.last_status == 401 and len(vendor.received) == 1
+
+
+async def test_a_hanging_vendor_delays_no_login(bastion_with, vendor):
+    vendor.hang.set()
+    async with bastion_with(background=True, rules_http_allow_private=True, rules_queued_request_timeout=0.3,
+                            **FAST_RETRIES) as app:
+        client = await app.create_client()
+        await app.create_user()
+        await add_rule(app, rule(f'''
+            async def rule(user, context, api):
+                await api.http.queue("POST", "{vendor.url}/queued", json={{}})
+                try:
+                    await api.http.post("{vendor.url}/awaited", json={{}}, timeout=0.3)
+                except Exception as error:
+                    print("the enrichment service did not answer:", error)
+        '''))
+        tokens = await app.code_tokens(client)  # both requests are still held by the vendor
+        assert "access_token" in tokens and not vendor.released.is_set()
+
+        async def timed_out() -> bool:
+            delivery = await one_delivery(app)
+            return delivery.attempts >= 1 and delivery.state == "pending" and "ReadTimeout" in (delivery.last_error or "")
+
+        await eventually(timed_out)
+        vendor.hang.clear()
+        vendor.released.set()
+
+        async def delivered() -> bool:
+            return (await one_delivery(app)).state == "sent"
+
+        await eventually(delivered)
+        async with app.services.database.reader() as session:
+            from bastion.storage import rules as rule_store
+
+            [execution] = (await rule_store.list_rule_executions(session, page=0, per_page=5)).items
+        awaited = [e for e in execution.effects if e["type"] == "http"]
+        assert awaited == [{"type": "http", "method": "POST", "url": f"{vendor.url}/awaited", "status": None,
+                            "error": "ReadTimeout", "performed": True}]
+        assert "the enrichment service did not answer" in execution.rules[0]["logs"][0]
+
+
+async def test_a_dry_run_records_the_queued_request_without_queueing_it(bastion, vendor):
+    await bastion.create_user()
+    rule_id = await add_rule(bastion, rule(f'''
+        async def rule(user, context, api):
+            await api.http.queue("POST", "https://8.8.8.8/v1/track", json={{}})
+            await api.email.send(to=user.email, subject="Hi", html="<p>Hello</p>")
+    '''))
+    answer = await bastion.management("POST", f"/rules/{rule_id}/try", json={"user": {"email": "x@example.com", "user_id": "auth0|x"}})
+    assert answer.status_code == 200, answer.text
+    effects = answer.json()["effects"]
+    assert [(e["type"], e["performed"], e["delivery_id"]) for e in effects] == [("http.queued", False, None), ("email", False, None)]
+    assert await deliveries(bastion) == []
+
+
+async def test_configuration_values_never_reach_the_execution_record(bastion_with, vendor):
+    secret = "sk_live_0123456789abcdef"
+    async with bastion_with(rules_http_allow_private=True) as app:
+        client = await app.create_client()
+        await app.create_user()
+        put = await app.management("PUT", "/rules-configs/VENDOR_KEY", json={"value": secret})
+        assert put.status_code == 200
+        await add_rule(app, rule(f'''
+            async def rule(user, context, api):
+                key = api.configuration["VENDOR_KEY"]
+                print("calling with", key)
+                await api.http.queue("POST", "{vendor.url}/v1/" + key + "?api_key=" + key, json={{}})
+                raise UnauthorizedError("refused for " + key)
+        '''))
+        response = await app.login(client)
+        assert "refused+for+%5Bredacted%5D" in response.headers["location"]
+        [log] = (await app.management("GET", "/logs", params={"q": "type:f"})).json()
+        record = await app.management("GET", f"/rules-executions/{log['details']['rules_execution_id']}")
+        assert record.status_code == 200 and record.json()["effects"]
+        assert secret not in record.text and secret not in json.dumps(log)
+        assert "calling with [redacted]" in record.json()["rules"][0]["logs"]
