@@ -5,6 +5,7 @@ notice; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -200,3 +201,53 @@ async def test_a_failing_operator_template_falls_back_to_bastions_in_the_sandbox
     assert response.status_code == 200
     assert message["Subject"] == "Reset your password" and "mro" not in message.as_string()
     assert "the operator's email template 'reset_email' failed" in caplog.text
+
+
+async def test_email_templates_api_in_auth0_shapes(app):
+    body = {"template": "reset_email", "body": "<p>Reset {{ user.email }}: <a href=\"{{ url }}\">here</a></p>",
+            "from": "Acme <help@acme.test>", "subject": "Acme password for {{ user.email }}", "syntax": "liquid",
+            "resultUrl": "https://app.test/after-reset", "urlLifetimeInSeconds": 3600, "enabled": True}
+    created = await app.management("POST", "/email-templates", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json() == {**body, "includeEmailInRedirect": False}
+    assert (await app.management("POST", "/email-templates", json=body)).status_code == 409
+    assert (await app.management("GET", "/email-templates/reset_email")).json() == created.json()
+    assert (await app.management("GET", "/email-templates/welcome_email")).status_code == 404
+    assert (await app.management("GET", "/email-templates/no_such_template")).status_code == 400
+    patched = await app.management("PATCH", "/email-templates/reset_email", json={"subject": "New password"})
+    assert patched.status_code == 200 and patched.json() == {**created.json(), "subject": "New password"}
+    assert (await app.management("PATCH", "/email-templates/welcome_email", json={"enabled": False})).status_code == 404
+    put = await app.management("PUT", "/email-templates/welcome_email", json={"body": "<p>Hi</p>", "subject": "Hi"})
+    assert put.status_code == 200 and put.json()["enabled"] is True and put.json()["syntax"] == "liquid"
+    assert (await app.management("POST", "/email-templates", json={**body, "template": "verify_email", "resultUrl": "ftp://x"})).status_code == 400
+
+
+async def test_a_stored_template_shapes_the_email_and_its_link(app, smtp_server):
+    client = await app.create_client()
+    await app.create_user()
+    await app.management("PUT", "/email-templates/reset_email", json={
+        "body": "<p>Reset {{ user.email }}: <a href=\"{{ url }}\">here</a>{% if application.name %} for {{ application.name }}{% endif %}</p>",
+        "from": "Acme <help@acme.test>", "subject": "Acme password for {{ user.email }}",
+        "resultUrl": "https://app.test/after-reset", "urlLifetimeInSeconds": 600})
+    await app.http.post("/dbconnections/change_password", json={
+        "client_id": client["client_id"], "connection": DEFAULT_CONNECTION, "email": "alice@example.com"})
+    [message] = await smtp_server.wait_for(1)
+    assert message["Subject"] == "Acme password for alice@example.com" and message["From"] == "Acme <help@acme.test>"
+    text = message.get_body(("plain",)).get_content()
+    assert text.startswith("Reset alice@example.com: here (https://bastion.test/u/reset-password?ticket=") and "for Test App" in text
+    page = await app.http.get(link_in(message))
+    ticket = form_field(page.text, "ticket")
+    done = await app.http.post("/u/reset-password", data={"ticket": ticket, "password": "New-Horse-42", "confirm": "New-Horse-42"})
+    assert done.status_code == 302 and done.headers["location"] == "https://app.test/after-reset?success=true"
+
+
+async def test_a_disabled_template_stops_the_automatic_email_only(app, smtp_server):
+    await set_connection_options(app, verify_email=True)
+    await app.management("PUT", "/email-templates/verify_email", json={"body": "<p>{{ url }}</p>", "subject": "Verify", "enabled": False})
+    client = await app.create_client()
+    body = await signup(app, client)
+    job = await app.management("POST", "/jobs/verification-email", json={"user_id": f"auth0|{body['_id']}"})
+    assert job.status_code == 201
+    [message] = await smtp_server.wait_for(1)  # the job's: an explicit request still sends
+    await asyncio.sleep(0.2)
+    assert len(smtp_server.messages) == 1 and message["Subject"] == "Verify"

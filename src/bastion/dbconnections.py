@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bastion.emails.account import send_account_email, send_signup_emails
+from bastion.emails.account import send_automatic_email, send_signup_emails
 from bastion.emails.pages import password_fingerprint
 from bastion.events import EventType, record_event
 from bastion.services import Services
@@ -119,7 +119,7 @@ class DbConnectionRoutes:
             user = await user_store.find_user_by_login(session, connection=connection.name, login=email)
         if user is not None and user.email:
             async with self.services.database.transaction() as session:
-                await send_account_email(
+                await send_automatic_email(
                     self.services, session, "reset_email", user=user, client_id=params.get("client_id"),
                     ticket_data={"pw": password_fingerprint(user)},
                 )

@@ -31,7 +31,7 @@ from bastion.tenant.tenant_settings import tenant_settings
 
 __all__ = [
     "VERIFY_PURPOSE", "RESET_PURPOSE", "send_account_email", "issue_ticket", "find_ticket", "use_ticket", "render_email",
-    "email_templates", "send_signup_emails",
+    "email_templates", "send_signup_emails", "send_automatic_email",
 ]
 
 VERIFY_PURPOSE = "email-verification"
@@ -73,6 +73,9 @@ async def render_email(services: Services, template: str, *, user: User | dict |
         "support_url": stored.get("support_url") or "", "application": application or {},
         "user": _user_values(user) if isinstance(user, User) else dict(user or {}), **values,
     }
+    custom = await services.tenant.email_template(template)
+    if custom is not None and custom.body:
+        return email_templates(services).render_string(custom.subject or "", custom.body, **context)
     return email_templates(services).render(template, **context)
 
 
@@ -117,20 +120,27 @@ async def send_account_email(
     **values: Any,
 ) -> Delivery:
     """Queue one of the account emails to `user` (who must have an email address); the link of
-    `verify_email` and `reset_email` is a new ticket carrying `result_url` and `ticket_data`."""
+    `verify_email` and `reset_email` is a new ticket carrying `result_url` and `ticket_data`.
+    The operator's stored template (/api/v2/email-templates) gives the sender, and the link's
+    default result URL and lifetime."""
     if not user.email:
         raise ValueError("the user has no email address")
+    custom = await services.tenant.email_template(template)
     purpose = _TEMPLATE_PURPOSE.get(template)
     if purpose is not None:
         settings = services.settings
-        ttl = ttl or (settings.email_verification_ticket_lifetime if purpose == VERIFY_PURPOSE
-                      else settings.password_reset_ticket_lifetime)
+        ttl = ttl or (custom.url_lifetime_in_seconds if custom else None) or (
+            settings.email_verification_ticket_lifetime if purpose == VERIFY_PURPOSE else settings.password_reset_ticket_lifetime)
+        result_url = result_url or (custom.result_url if custom else None)
+        if custom is not None and custom.include_email_in_redirect:
+            ticket_data = {"include_email": True, **(ticket_data or {})}
         values["url"] = await issue_ticket(services, session, purpose, user=user, ttl=ttl, client_id=client_id,
                                            result_url=result_url, **(ticket_data or {}))
         values["lifetime"] = lifetime_in_words(ttl)
     email = await render_email(services, template, user=user, client_id=client_id, **values)
     return await services.outbox.email(
         session, to=user.email, subject=email.subject, text=email.text, html=email.html, source=source or template,
+        sender=custom.sender if custom and custom.sender else None,
         template=template, user_id=user.user_id, rules_execution_id=rules_execution_id, id=delivery_id,
     )
 
@@ -143,6 +153,16 @@ async def send_signup_emails(services: Services, session: AsyncSession, *, conne
     if not user.email:
         return
     if not user.email_verified and connection.options.get("verify_email"):
-        await send_account_email(services, session, "verify_email", user=user, client_id=client_id)
+        await send_automatic_email(services, session, "verify_email", user=user, client_id=client_id)
     elif connection.options.get("welcome_email"):
-        await send_account_email(services, session, "welcome_email", user=user, client_id=client_id)
+        await send_automatic_email(services, session, "welcome_email", user=user, client_id=client_id)
+
+
+async def send_automatic_email(services: Services, session: AsyncSession, template: str, *, user: User,
+                               **options: Any) -> Delivery | None:
+    """An email Bastion sends by itself (signup, verification, reset, enrolment): not when the
+    operator disabled its template (`enabled: false` in /api/v2/email-templates)."""
+    custom = await services.tenant.email_template(template)
+    if custom is not None and not custom.enabled:
+        return None
+    return await send_account_email(services, session, template, user=user, **options)

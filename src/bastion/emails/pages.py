@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bastion.emails.account import RESET_PURPOSE, VERIFY_PURPOSE, find_ticket, send_account_email, use_ticket
+from bastion.emails.account import RESET_PURPOSE, VERIFY_PURPOSE, find_ticket, send_automatic_email, use_ticket
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.pages import Pages
@@ -92,7 +92,7 @@ class EmailLinkPages:
                            user_id=user.user_id, user_name=user.email, client_id=row.client_id, ip=client_ip(request))
         connection = await self.services.tenant.connection(user.identities[0].connection) if user.identities else None
         if connection is not None and connection.options.get("welcome_email"):
-            await send_account_email(self.services, session, "welcome_email", user=user, client_id=row.client_id)
+            await send_automatic_email(self.services, session, "welcome_email", user=user, client_id=row.client_id)
         return VERIFIED_MESSAGE, result_url, email
 
     # -- password reset ----------------------------------------------------

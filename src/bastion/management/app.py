@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.errors import ManagementError
-from bastion.management import account_emails, clients, connections, grants, groups, log_streams, logs, resource_servers, roles, rules, tenant_settings, users
+from bastion.management import account_emails, clients, connections, email_templates, grants, groups, log_streams, logs, resource_servers, roles, rules, tenant_settings, users
 from bastion.management.rate_limit import RateLimiter
 from bastion.services import Services
 
@@ -82,7 +82,7 @@ def create_management_app(services: Services) -> FastAPI:
             response.headers.update(decision.headers())
         return response
 
-    for module in (clients, resource_servers, connections, users, roles, groups, logs, log_streams, rules, grants, tenant_settings, account_emails):
+    for module in (clients, resource_servers, connections, users, roles, groups, logs, log_streams, rules, grants, tenant_settings, account_emails, email_templates):
         app.include_router(module.router)
 
     @app.exception_handler(ManagementError)

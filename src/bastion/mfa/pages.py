@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bastion.emails.account import send_account_email
+from bastion.emails.account import send_automatic_email
 from bastion.errors import PageError
 from bastion.events import EventType, record_event
 from bastion.login.flow import REMEMBER_COOKIE, LoginFlow
@@ -126,7 +126,7 @@ class MfaPages(TransactionPages):
             )
             user = await users.get_user(session, user_id=transaction.user_id or "")
             if user is not None and user.email:
-                await send_account_email(self.services, session, "enrollment_email", user=user, client_id=transaction.client_id,
+                await send_automatic_email(self.services, session, "enrollment_email", user=user, client_id=transaction.client_id,
                                          factor=factor)
 
     def _to(self, path: str, transaction: LoginTransactionRecord, **params: str) -> Response:

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bastion.security.sealing import Sealer
-from bastion.storage import clients, connections, groups, resource_servers, roles, rules, tenant_settings
+from bastion.storage import clients, connections, email_templates, groups, resource_servers, roles, rules, tenant_settings
 from bastion.storage.database import Database
-from bastion.storage.records import Client, ClientGrant, Connection, ResourceServer, Rule
+from bastion.storage.records import Client, ClientGrant, Connection, EmailTemplate, ResourceServer, Rule
 
 __all__ = ["TenantCache", "RULE_CONFIG_PURPOSE"]
 
@@ -96,6 +96,10 @@ class TenantCache:
             return {key: self._sealer.open(value, purpose=RULE_CONFIG_PURPOSE).decode() for key, value in sealed.items()}
 
         return await self._get(("rule-configuration",), load)
+
+    async def email_template(self, name: str) -> EmailTemplate | None:
+        """The operator's template set through /api/v2/email-templates, if any."""
+        return await self._get(("email-template", name), lambda s: email_templates.get_email_template(s, template=name))
 
     async def tenant_settings(self) -> dict[str, Any]:
         """What the tenant set through /api/v2/tenants/settings (tenant/tenant_settings.py adds the
