@@ -336,3 +336,56 @@ async def test_configuration_values_never_reach_the_execution_record(bastion_wit
         assert record.status_code == 200 and record.json()["effects"]
         assert secret not in record.text and secret not in json.dumps(log)
         assert "calling with [redacted]" in record.json()["rules"][0]["logs"]
+
+
+async def test_the_janitor_removes_delivered_entries_and_keeps_failed_ones_for_a_month(bastion):
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from bastion.storage.janitor import purge_expired
+
+    async with bastion.services.database.transaction() as session:
+        for n in range(4):
+            await bastion.services.outbox.email(session, to="a@example.com", subject=f"m{n}", text="x", source="test",
+                                                id=f"eml_{n}")
+    now = datetime.now(timezone.utc)
+    ages = {"eml_0": ("sent", timedelta(days=3)), "eml_1": ("sent", timedelta(hours=1)),
+            "eml_2": ("failed", timedelta(days=3)), "eml_3": ("failed", timedelta(days=40))}
+    async with bastion.services.database.transaction() as session:
+        for id, (state, age) in ages.items():
+            await session.execute(update(DeliveryRow).where(DeliveryRow.id == id).values(state=state, completed_at=now - age))
+    async with bastion.services.database.transaction() as session:
+        counts = await purge_expired(session)
+    assert counts["deliveries"] == 2
+    assert sorted(d.id for d in await deliveries(bastion)) == ["eml_1", "eml_2"]
+
+
+def test_the_outbox_commands_list_and_retry(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bastion.cli import main
+
+    monkeypatch.setenv("BASTION_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("BASTION_SMTP_HOST", "127.0.0.1")
+    runner = CliRunner()
+    assert runner.invoke(main, ["migrate"]).exit_code == 0
+
+    async def failed_entry(services):
+        async with services.database.transaction() as session:
+            entry = await services.outbox.email(session, to="a@example.com", subject="Hello", text="x", source="test")
+        async with services.database.transaction() as session:
+            await session.execute(DeliveryRow.__table__.update().values(state="failed", attempts=12, last_error="refused"))
+        return entry.id
+
+    from bastion.cli import _run
+
+    entry_id = _run(failed_entry)
+    listed = runner.invoke(main, ["outbox", "list", "--state", "failed"])
+    assert listed.exit_code == 0, listed.output
+    assert f"{entry_id}  failed  12/12  a@example.com: Hello  (refused)" in listed.output
+    retried = runner.invoke(main, ["outbox", "retry", entry_id])
+    assert retried.exit_code == 0 and "pending again" in retried.output
+    assert "pending" in runner.invoke(main, ["outbox", "list"]).output
+    again = runner.invoke(main, ["outbox", "retry", entry_id])
+    assert again.exit_code != 0 and "no failed entry" in again.output

@@ -123,6 +123,49 @@ def janitor(grace_hours: int) -> None:
         click.echo(f"{table}: {count} deleted")
 
 
+# -- the outbox -------------------------------------------------------------
+
+
+@main.group()
+def outbox() -> None:
+    """The outbox: emails and rules' queued requests waiting to be delivered (docs/email.md)."""
+
+
+@outbox.command("list")
+@click.option("--state", type=click.Choice(["pending", "sending", "sent", "logged", "failed"]), default=None)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def outbox_list(state: str | None, limit: int) -> None:
+    """Entries, newest first: id, state, attempts, what it is, the last error."""
+    from bastion.storage import deliveries
+
+    async def work(services: Services):
+        async with services.database.reader() as session:
+            return (await deliveries.list_deliveries(session, page=0, per_page=limit, state=state)).items
+
+    for entry in _run(work):
+        what = (f"{entry.summary.get('to')}: {entry.summary.get('subject')}" if entry.kind == "email"
+                else f"{entry.summary.get('method')} {entry.summary.get('url')}")
+        line = f"{entry.id}  {entry.state:<7} {entry.attempts:>2}/{entry.max_attempts}  {what}"
+        if entry.last_error:
+            line += f"  ({entry.last_error})"
+        click.echo(line)
+
+
+@outbox.command("retry")
+@click.argument("delivery_id")
+def outbox_retry(delivery_id: str) -> None:
+    """Give a failed entry another round of attempts (a running server sends it)."""
+    from bastion.storage import deliveries
+
+    async def work(services: Services):
+        async with services.database.transaction() as session:
+            return await deliveries.requeue_delivery(session, id=delivery_id, max_attempts=services.settings.outbox_max_attempts)
+
+    if _run(work) is None:
+        raise click.ClickException(f"no failed entry {delivery_id}")
+    click.echo(f"{delivery_id} is pending again")
+
+
 # -- users ----------------------------------------------------------------
 
 

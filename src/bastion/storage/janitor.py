@@ -1,5 +1,7 @@
 """Deleting what has expired: codes, login transactions, SSO sessions, refresh tokens, one-time
-codes (passwordless, MFA tokens, spent TOTP steps) and remembered browsers.
+codes (passwordless, MFA tokens, spent TOTP steps, emailed tickets), remembered browsers, and
+the outbox entries that were delivered (a failed one is kept FAILED_DELIVERY_RETENTION, for
+an operator to see and retry).
 
 Run by `bastion janitor` (from cron or a timer, as Ory Hydra's janitor). Nothing here
 is needed for correctness: every reader already refuses expired rows.
@@ -14,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage.tables import (
     AuthorizationCodeRow,
+    DeliveryRow,
     LoginTransactionRow,
     OneTimeCodeRow,
     RefreshTokenRow,
@@ -21,7 +24,9 @@ from bastion.storage.tables import (
     SsoSessionRow,
 )
 
-__all__ = ["purge_expired"]
+__all__ = ["purge_expired", "FAILED_DELIVERY_RETENTION"]
+
+FAILED_DELIVERY_RETENTION = timedelta(days=30)
 
 
 async def purge_expired(session: AsyncSession, *, grace: timedelta = timedelta(days=1)) -> dict[str, int]:
@@ -35,6 +40,10 @@ async def purge_expired(session: AsyncSession, *, grace: timedelta = timedelta(d
         ("refresh_tokens", RefreshTokenRow, RefreshTokenRow.expires_at < cutoff),
         ("one_time_codes", OneTimeCodeRow, OneTimeCodeRow.expires_at < cutoff),
         ("mfa_remembered_browsers", RememberedBrowserRow, RememberedBrowserRow.expires_at < cutoff),
+        ("deliveries", DeliveryRow, or_(
+            DeliveryRow.state.in_(("sent", "logged")) & (DeliveryRow.completed_at < cutoff),
+            (DeliveryRow.state == "failed") & (DeliveryRow.completed_at < cutoff - FAILED_DELIVERY_RETENTION),
+        )),
     ):
         result = await session.execute(delete(table).where(condition))
         counts[name] = result.rowcount
