@@ -1,0 +1,109 @@
+"""Create a Salesforce Lead for each new user, once.
+
+What it does
+    Unless the user has ``app_metadata.recordedAsLead``, gets an access token from
+    Salesforce (``POST {SALESFORCE_LOGIN_URL}/services/oauth2/token``, the OAuth
+    username-password flow: ``grant_type=password`` with the connected app's
+    ``client_id``/``client_secret`` and an integration user's ``username``/``password``),
+    then queues ``POST {instance_url}/services/data/{SALESFORCE_API_VERSION}/sobjects/Lead``
+    with ``Authorization: Bearer <token>`` and ``{"LastName": name or email, "Company":
+    "Web channel signups", "Email": email, "LeadSource": "Web"}``, and saves
+    ``app_metadata.recordedAsLead = true``. The token request is awaited (at most
+    ``SALESFORCE_TIMEOUT_SECONDS``); the Lead creation is not: Bastion's outbox sends it
+    beside the login and retries it while Salesforce answers 5xx or 429 or does not
+    answer (the execution record shows its fate). If the token cannot be had, the rule
+    prints why (never a secret) and the login goes on; the flag is not set, so the next
+    login tries again.
+
+Replaces the Auth0 use case
+    "Track new leads in Salesforce" (with TowerData, rule 2) and "Track sign-ups in
+    Salesforce with MixPanel and FullContact" (rule 3) - Auth0 docs: monitoring/guides/
+    track-leads-salesforce and track-signups-salesforce, template
+    ``creates-lead-salesforce``: skip if ``recordedAsLead``, password-grant token, POST
+    the Lead, set the flag, call back at once; its Slack alert on failure is replaced by
+    the outbox and the execution record. Auth0's sample used API version v20.0, which
+    Salesforce has retired: the default here is a current one.
+
+Configuration (api.configuration)
+    SALESFORCE_CLIENT_ID       required. The connected app's consumer key.
+    SALESFORCE_CLIENT_SECRET   required. Its consumer secret.
+    SALESFORCE_USERNAME        required. The integration user.
+    SALESFORCE_PASSWORD        required. Its password followed by its security token
+                               (Salesforce's rule for this flow).
+    SALESFORCE_LOGIN_URL       optional. Default ``https://login.salesforce.com``
+                               (``https://test.salesforce.com`` for a sandbox).
+    SALESFORCE_API_VERSION     optional. Default ``v60.0``.
+    SALESFORCE_COMPANY         optional. The Lead's Company. Default ``Web channel signups``.
+    SALESFORCE_TIMEOUT_SECONDS optional. 0.1 to 15. Default 5.
+
+Adapt
+    Map more fields in ``_lead`` (Lead's required fields are LastName and Company). The
+    queued request carries the access token: if Salesforce stays down longer than the
+    token lives, the retries end with 401 and the entry is ``failed`` (retry it from
+    ``GET /api/v2/deliveries``, or clear ``recordedAsLead`` to send it at the next
+    login). Salesforce discourages the username-password flow; a JWT bearer flow needs
+    RS256, which ``api.jwt`` does not sign.
+"""
+
+DEFAULT_LOGIN_URL = "https://login.salesforce.com"
+DEFAULT_API_VERSION = "v60.0"
+DEFAULT_COMPANY = "Web channel signups"
+
+
+def _timeout(api, key, default):
+    value = float(api.configuration.get(key, "").strip() or default)
+    if not 0.1 <= value <= 15:
+        raise ValueError(f"{key} must be between 0.1 and 15 seconds")
+    return value
+
+
+def _lead(user, api):
+    lead = {
+        "LastName": user.name or user.email or user.user_id,
+        "Company": api.configuration.get("SALESFORCE_COMPANY", "").strip() or DEFAULT_COMPANY,
+        "LeadSource": "Web",
+    }
+    if user.email:
+        lead["Email"] = user.email
+    return lead
+
+
+async def _token(api):
+    """(access_token, instance_url), or None when Salesforce would not give one (printed)."""
+    login_url = api.configuration.get("SALESFORCE_LOGIN_URL", "").strip().rstrip("/") or DEFAULT_LOGIN_URL
+    form = {
+        "grant_type": "password",
+        "client_id": api.configuration["SALESFORCE_CLIENT_ID"].strip(),
+        "client_secret": api.configuration["SALESFORCE_CLIENT_SECRET"].strip(),
+        "username": api.configuration["SALESFORCE_USERNAME"].strip(),
+        "password": api.configuration["SALESFORCE_PASSWORD"],
+    }
+    try:
+        response = await api.http.post(f"{login_url}/services/oauth2/token", data=form,
+                                       timeout=_timeout(api, "SALESFORCE_TIMEOUT_SECONDS", 5))
+        body = response.json() if response.text else {}
+    except Exception as error:
+        print(f"Salesforce token request failed ({type(error).__name__}: {error}); no Lead this time")
+        return None
+    if response.status_code != 200:
+        error = body.get("error") if isinstance(body, dict) else None
+        print(f"Salesforce token request answered HTTP {response.status_code} ({error}); no Lead this time")
+        return None
+    token, instance_url = body.get("access_token"), body.get("instance_url")
+    if not isinstance(token, str) or not isinstance(instance_url, str) or not instance_url:
+        print("Salesforce's token answer has no access_token or instance_url; no Lead this time")
+        return None
+    return token, instance_url.rstrip("/")
+
+
+async def rule(user, context, api):
+    if user.app_metadata.get("recordedAsLead") is True:
+        return
+    got = await _token(api)
+    if got is None:
+        return
+    token, instance_url = got
+    version = api.configuration.get("SALESFORCE_API_VERSION", "").strip() or DEFAULT_API_VERSION
+    await api.http.queue("POST", f"{instance_url}/services/data/{version}/sobjects/Lead",
+                         headers={"Authorization": f"Bearer {token}"}, json=_lead(user, api))
+    await api.users.update_app_metadata(user.user_id, {"recordedAsLead": True})
