@@ -49,7 +49,7 @@ log = logging.getLogger("bastion.outbox")
 
 OUTBOX_JOB = "outbox"
 _PAYLOAD_PURPOSE = "outbox-payload"
-_BATCH = 20
+MAX_IN_FLIGHT = 32  # attempts one process makes at once
 _RETRY_STATUSES = {408, 425, 429}
 
 
@@ -98,8 +98,14 @@ class Outbox:
         self._mailer = mailer
         self._wake = wake  # () -> None: run the poller now (after the enqueuing transaction commits)
         self._http = httpx.AsyncClient(follow_redirects=False)
+        self._in_flight: set[asyncio.Task] = set()
 
     async def close(self) -> None:
+        """Stop: attempts under way are cancelled; their leases expire and another process (or
+        this one, restarted) makes them again."""
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*list(self._in_flight), return_exceptions=True)
         await self._http.aclose()
 
     # -- enqueueing -------------------------------------------------------
@@ -141,26 +147,44 @@ class Outbox:
     # -- delivering (the poller) ------------------------------------------
 
     async def run_once(self) -> float:
-        """Attempt every entry that is due; seconds until the next one falls due."""
-        while True:
+        """Start an attempt for every entry that is due (up to MAX_IN_FLIGHT at once) and return
+        the seconds until the next one falls due. Attempts run as tasks of their own: a vendor
+        that hangs holds its own entry, never the others."""
+        while len(self._in_flight) < MAX_IN_FLIGHT:
             async with self._database.reader() as session:
-                ids = await store.due_delivery_ids(session, limit=_BATCH)
-            if not ids:
-                break
-            claimed = []
+                ids = await store.due_delivery_ids(session, limit=MAX_IN_FLIGHT - len(self._in_flight))
+            started = 0
             for id in ids:
                 async with self._database.transaction() as session:
                     delivery = await store.claim_delivery(session, id=id, lease_seconds=self._settings.outbox_lease)
                 if delivery is not None:
-                    claimed.append(delivery)
-            if not claimed:
+                    self._start(delivery)
+                    started += 1
+            if not started:
                 break
-            await asyncio.gather(*(self._attempt(d) for d in claimed))
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            return self._settings.outbox_poll_interval  # each finishing attempt wakes the poller
         async with self._database.reader() as session:
             due = await store.next_due_at(session)
         if due is None:
             return self._settings.outbox_poll_interval
         return max(0.0, (due - datetime.now(timezone.utc)).total_seconds())
+
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._attempt(delivery), name=f"bastion:outbox:{delivery.id}")
+        self._in_flight.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        """An attempt ended: the poller looks again (a retry may now be the next thing due)."""
+        self._in_flight.discard(task)
+        if not task.cancelled():
+            self._wake()
+
+    async def drain(self) -> None:
+        """Wait for the attempts under way (tests, and a clean stop)."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
 
     async def _attempt(self, delivery: Delivery) -> None:
         payload = json.loads(self._sealer.open(delivery.payload_sealed, purpose=_PAYLOAD_PURPOSE))

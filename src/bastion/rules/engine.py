@@ -22,7 +22,7 @@ from typing import Any
 from bastion.rules.effects import Effects
 from bastion.rules.outcome import RuleOutcome, outcome_from
 from bastion.rules.pool import RuleTimeout, RuleWorkerCrash, RuleWorkerPool
-from bastion.rules.redaction import Redaction
+from bastion.rules.redaction import Redaction, secret_values
 from bastion.security.handles import new_id
 from bastion.services import Services
 from bastion.storage.records import Rule
@@ -106,7 +106,7 @@ class RulesEngine:
             return RuleRun(status="ok", user=user, context=context, outcome=outcome_from(user, context), dry_run=dry_run)
         run = RuleRun(status="ok", user=user, context=context, dry_run=dry_run, execution_id=new_id("exe_", 20))
         configuration = await self._services.tenant.rule_configuration()
-        redaction = Redaction.of(frozenset(configuration.values()))
+        redaction = Redaction.of(secret_values(configuration))
         effects = Effects(
             self._services, user_id=user.get("user_id"), dry_run=dry_run, execution_id=run.execution_id,
             client_id=context.get("client_id"), redaction=redaction,

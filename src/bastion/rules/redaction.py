@@ -1,31 +1,63 @@
-"""Keeping the rules configuration's values (vendor keys, secrets) out of what is stored and shown.
+"""Keeping the rules configuration's secrets (vendor keys, passwords, tokens) out of what is
+stored and shown.
 
 Whatever a rule prints or logs, the messages of its errors and tracebacks, a denial's
 message and the effects it asked for pass through `Redaction.apply` before they reach the
-execution record, the tenant log or the application: every configuration value found in a
-string becomes `[redacted]`. Values shorter than MIN_SECRET_LENGTH (flags like `true`, a port) are
-left alone, since replacing them would garble the record without protecting anything.
+execution record, the tenant log, the outbox's lists or the application: every secret found
+in a string becomes `[redacted]`.
+
+Which values are secrets: every configuration value, except those whose key names them as
+public by its ending (`PUBLIC_KEY_ENDINGS`: `KEEN_API_URL`, `AZURE_AD_DOMAIN`,
+`CLAIMS_NAMESPACE`, `SALESFORCE_CLIENT_ID`, `SPLUNK_TIMEOUT_SECONDS`...), so that records
+still say which service was called and an address at a configured domain stays readable.
+A public URL may still carry secrets: its password and its query values are secrets. Values
+shorter than MIN_SECRET_LENGTH (flags like `true`, a port) are left alone, since replacing
+them would garble the record without protecting anything.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Redaction", "MIN_SECRET_LENGTH", "REDACTED"]
+__all__ = ["Redaction", "secret_values", "is_public_key", "MIN_SECRET_LENGTH", "REDACTED", "PUBLIC_KEY_ENDINGS"]
 
 MIN_SECRET_LENGTH = 6
 REDACTED = "[redacted]"
+PUBLIC_KEY_ENDINGS = ("_URL", "_URI", "_DOMAIN", "_HOST", "NAMESPACE", "_ID", "_IDS", "_NAME", "_NAMES", "_SECONDS")
 T = TypeVar("T")
+
+
+def is_public_key(key: str) -> bool:
+    return key.upper().endswith(PUBLIC_KEY_ENDINGS)
+
+
+def secret_values(configuration: Mapping[str, str]) -> frozenset[str]:
+    secrets: set[str] = set()
+    for key, value in configuration.items():
+        if not isinstance(value, str):
+            continue
+        if not is_public_key(key):
+            secrets.add(value)
+            continue
+        try:
+            parts = urlsplit(value)
+            secrets.update(v for _, v in parse_qsl(parts.query))
+            if parts.password:
+                secrets.add(parts.password)
+        except ValueError:
+            continue
+    return frozenset(secrets)
 
 
 class Redaction:
     @staticmethod
     @functools.lru_cache(maxsize=8)
     def of(secrets: frozenset[str]) -> "Redaction":
-        """One compiled redaction per set of configuration values (they change rarely)."""
+        """One compiled redaction per set of secrets (the configuration changes rarely)."""
         return Redaction(secrets)
 
     def __init__(self, secrets: Iterable[str]):
