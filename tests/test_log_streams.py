@@ -7,9 +7,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -19,8 +17,9 @@ from sqlalchemy import insert, select
 from bastion.log_streams.delivery import LogStreamDelivery, failing_for, retry_delay
 from bastion.services import build_services
 from bastion.storage.tables import LogEventRow, LogStreamRow
-from tests.conftest import PASSWORD
-from tests.test_management_api import realm_login
+from conftest import PASSWORD
+from http_receiver import Receiver
+from test_management_api import realm_login
 
 pytestmark = pytest.mark.postgres
 
@@ -28,53 +27,9 @@ SIGNING_SECRET = "whsec-0123456789abcdef"
 AUTHORIZATION = "Bearer receiver-token-123456"
 
 
-class Receiver:
-    """A real HTTP server on loopback that records each request and answers the statuses queued in
-    `statuses` (then 200). While `blocked` is set, each request waits for `released` before its answer."""
-
-    def __init__(self):
-        receiver = self
-        self.requests: list[dict] = []
-        self.statuses: list[int] = []
-        self.blocked = threading.Event()
-        self.released = threading.Event()
-        self.lock = threading.Lock()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                with receiver.lock:
-                    receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                    status = receiver.statuses.pop(0) if receiver.statuses else 200
-                if receiver.blocked.is_set():
-                    receiver.released.wait(60)
-                answer = b'{"ok": true}' if status < 300 else b'{"error": "boom ' + AUTHORIZATION.encode() + b'"}'
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receiver():
-    peer = Receiver()
+    peer = Receiver(error_body=b'{"error": "boom ' + AUTHORIZATION.encode() + b'"}')
     yield peer
     peer.close()
 

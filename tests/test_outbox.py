@@ -5,10 +5,8 @@ down and comes back, and a real HTTP server that fails, recovers or hangs."""
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import textwrap
-import threading
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -20,6 +18,7 @@ from bastion.storage.tables import DeliveryRow
 from bastion.tenant.bootstrap import DEFAULT_CONNECTION
 
 from conftest import Bastion, add_rule
+from http_receiver import Receiver
 from smtp_server import SmtpServer, free_port
 
 FAST_RETRIES = {"outbox_retry_base": 0.05, "outbox_retry_max": 0.2}
@@ -54,47 +53,9 @@ async def request_reset(app: Bastion, client: dict) -> None:
     assert response.status_code == 200
 
 
-class Vendor:
-    """A real HTTP server standing in for a vendor: answers the statuses it is told, in turn,
-    records what it received, and can hang until released."""
-
-    def __init__(self):
-        vendor = self
-        self.received: list[dict] = []
-        self.statuses: list[int] = []
-        self.hang = threading.Event()
-        self.released = threading.Event()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                if vendor.hang.is_set():
-                    vendor.released.wait(30)
-                status = vendor.statuses.pop(0) if vendor.statuses else 200
-                vendor.received.append({"path": self.path, "headers": dict(self.headers), "body": body, "status": status})
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            do_GET = do_POST
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def vendor():
-    server = Vendor()
+    server = Receiver()
     yield server
     server.close()
 
@@ -230,10 +191,10 @@ async def test_a_queued_request_is_retried_until_the_vendor_takes_it_once(bastio
             return (await one_delivery(app)).state == "sent"
 
         await eventually(delivered)
-        assert [r["status"] for r in vendor.received] == [500, 503, 200]
-        assert all(json.loads(r["body"]) == {"userId": alice["user_id"]} for r in vendor.received)
-        assert {r["path"] for r in vendor.received} == {"/v1/track?key=abc"}
-        assert {r["headers"]["Authorization"] for r in vendor.received} == {"Basic k"}
+        assert [r["status"] for r in vendor.requests] == [500, 503, 200]
+        assert all(json.loads(r["body"]) == {"userId": alice["user_id"]} for r in vendor.requests)
+        assert {r["path"] for r in vendor.requests} == {"/v1/track?key=abc"}
+        assert {r["headers"]["Authorization"] for r in vendor.requests} == {"Basic k"}
 
         [login] = (await app.management("GET", "/logs", params={"q": "type:s"})).json()
         record = (await app.management("GET", f"/rules-executions/{login['details']['rules_execution_id']}")).json()
@@ -260,11 +221,11 @@ async def test_a_client_error_is_not_retried(bastion_with, vendor):
 
         await eventually(failed)
         delivery = await one_delivery(app)
-        assert delivery.attempts == 1 and delivery.last_status == 401 and len(vendor.received) == 1
+        assert delivery.attempts == 1 and delivery.last_status == 401 and len(vendor.requests) == 1
 
 
 async def test_a_hanging_vendor_delays_no_login_and_no_other_delivery(bastion_with, vendor, smtp_server):
-    vendor.hang.set()
+    vendor.blocked.set()
     async with bastion_with(background=True, rules_http_allow_private=True, rules_queued_request_timeout=5,
                             smtp_host="127.0.0.1", smtp_port=smtp_server.port, **FAST_RETRIES) as app:
         client = await app.create_client()
@@ -288,7 +249,7 @@ async def test_a_hanging_vendor_delays_no_login_and_no_other_delivery(bastion_wi
         request = next(d for d in await deliveries(app) if d.kind == "http")
         assert request.state == "sending" and not vendor.released.is_set()
 
-        vendor.hang.clear()
+        vendor.blocked.clear()
         vendor.released.set()
 
         async def delivered() -> bool:

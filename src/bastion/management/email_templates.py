@@ -118,24 +118,24 @@ async def get_template(request: Request, template_name: str, caller: Caller = De
 @router.put("/email-templates/{template_name}")
 async def put_template(request: Request, template_name: str, body: TemplatePut,
                        caller: Caller = Depends(require("update:email_templates"))):
-    services = services_of(request)
-    name = _checked_name(template_name)
-    async with services.database.transaction() as session:
-        template = await store.put_email_template(session, template=name, values=_columns(body, unset_too=True))
-        await audit(session, caller, "Set an email template", request, template=name)
-    services.tenant.invalidate()
-    return template_json(template)
+    return await _save(request, caller, template_name, _columns(body, unset_too=True), "Set an email template")
 
 
 @router.patch("/email-templates/{template_name}")
 async def patch_template(request: Request, template_name: str, body: TemplateFields,
                          caller: Caller = Depends(require("update:email_templates"))):
+    return await _save(request, caller, template_name, _columns(body, unset_too=False), "Update an email template",
+                       must_exist=True)
+
+
+async def _save(request: Request, caller: Caller, template_name: str, values: dict[str, Any], description: str, *,
+                must_exist: bool = False) -> dict[str, Any]:
     services = services_of(request)
     name = _checked_name(template_name)
     async with services.database.transaction() as session:
-        if await store.get_email_template(session, template=name) is None:
+        if must_exist and await store.get_email_template(session, template=name) is None:
             raise ManagementError(404, "The template does not exist.", "inexistent_email_template")
-        template = await store.put_email_template(session, template=name, values=_columns(body, unset_too=False))
-        await audit(session, caller, "Update an email template", request, template=name)
+        template = await store.put_email_template(session, template=name, values=values)
+        await audit(session, caller, description, request, template=name)
     services.tenant.invalidate()
     return template_json(template)
