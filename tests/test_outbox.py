@@ -366,3 +366,19 @@ def test_public_configuration_keys_stay_readable_but_their_secrets_do_not():
                              "url": "https://user:hunter22@api.vendor.test/v1?api_key=qwerty123", "flag": ["true"]})
     assert shown == {"line": "POST https://api.vendor.test/v1 as alice@example.com with [redacted]",
                      "url": "https://user:[redacted]@api.vendor.test/v1?api_key=[redacted]", "flag": ["true"]}
+
+
+async def test_queued_requests_obey_the_operators_host_allow_list(bastion_with, vendor):
+    async with bastion_with(rules_http_allowed_hosts=["api.segment.io"], rules_http_allow_private=True) as app:
+        client = await app.create_client()
+        await app.create_user()
+        await add_rule(app, rule(f'''
+            async def rule(user, context, api):
+                await api.http.queue("POST", "{vendor.url}/collect", json={{}})
+        '''))
+        response = await app.login(client)
+        assert "error=access_denied" in response.headers["location"]  # the rule failed: closed
+        [execution] = (await app.management("GET", "/logs", params={"q": "type:f"})).json()
+        record = (await app.management("GET", f"/rules-executions/{execution['details']['rules_execution_id']}")).json()
+        assert "127.0.0.1 is not in BASTION_RULES_HTTP_ALLOWED_HOSTS" in record["rules"][0]["error"]
+        assert record["deliveries"] == [] and vendor.requests == []
