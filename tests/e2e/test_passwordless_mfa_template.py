@@ -61,6 +61,8 @@ def test_passwordless_login_from_outside_the_network_needs_a_second_factor(live_
     expect(outside.locator("#claims")).to_contain_text("amr")
     expect(outside.locator("#claims")).to_contain_text("mfa")
     context.close()
+    # The account's owner is told that a second factor was added (the enrollment_email).
+    assert "authenticator app" in mailbox.wait_for(2) and "second factor" in mailbox.wait_for(2)
 
     # A password login from the same place is not the rule's business.
     context = browser.new_context()
@@ -81,7 +83,7 @@ def test_passwordless_login_from_outside_the_network_needs_a_second_factor(live_
     inside = context.new_page()
     open_code_page(inside, server)
     ask_for_code(inside, EMAIL)
-    inside.fill("#code", code_in(mailbox.wait_for(2)))
+    inside.fill("#code", code_in(mailbox.wait_for(3)))
     inside.click("#verify")
     expect_logged_in(inside)
     expect(inside.locator("#claims")).not_to_contain_text("amr")
