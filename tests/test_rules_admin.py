@@ -25,7 +25,8 @@ from conftest import PASSWORD
 RULE_KEYS = {"id", "name", "script", "order", "enabled", "stage", "language"}
 TRY_KEYS = {"status", "message", "user", "context", "tokens", "warnings", "records", "effects", "duration_ms", "dry_run", "execution_id"}
 TOKEN_KEYS = {"id_token_claims", "access_token_claims", "scopes", "jti"}
-EXECUTION_KEYS = {"id", "created_at", "protocol", "client_id", "user_id", "outcome", "duration_ms", "dry_run", "rules", "effects", "error"}
+EXECUTION_KEYS = {"id", "created_at", "protocol", "client_id", "user_id", "outcome", "duration_ms", "dry_run", "rules", "effects", "error",
+                  "deliveries"}  # deliveries: the outbox entries its rules queued (docs/rules.md)
 
 NOOP = "def rule(user, context, api):\n    pass\n"
 CLAIM = 'def rule(user, context, api):\n    context.id_token["https://example.com/x"] = 1\n'
