@@ -85,13 +85,29 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def _report_time(path: Path) -> str:
+    """HHMM (UTC) of the run a report describes: the time its first line (Markdown) or its
+    `started_utc` (JSON) names; the file's own time only when it names none (a fresh checkout
+    gives every file the time of the checkout)."""
+    text = path.read_text(errors="replace")[:2000]
+    match = re.search(r"\d{4}-\d{2}-\d{2}T(\d{2}):(\d{2})", text)
+    if match:
+        return match.group(1) + match.group(2)
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%H%M")
+
+
 def keep_earlier_report(*paths: Path) -> None:
-    """Before a run writes today's report again, keep the earlier one as `<stem>-<HHMM>` (UTC,
-    when it was written), so a second run of the day does not overwrite the first."""
+    """Before a run writes today's report again, keep the earlier one as `<stem>-<HHMM>` (UTC, the
+    time of its run), so a second run of the day does not overwrite the first. A report already
+    kept under that name is not kept twice."""
     for path in paths:
-        if path.exists():
-            written = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%H%M")
-            path.rename(path.with_name(f"{path.stem}-{written}{path.suffix}"))
+        if not path.exists():
+            continue
+        kept = path.with_name(f"{path.stem}-{_report_time(path)}{path.suffix}")
+        if kept.exists() and kept.read_bytes() == path.read_bytes():
+            path.unlink()
+        else:
+            path.rename(kept)
 
 
 # -- statistics -------------------------------------------------------------------
