@@ -495,5 +495,8 @@ def logs(limit: int, execution_id: str | None) -> None:
             line += f"  rules_execution={execution}"
         click.echo(line)
 
+from bastion.deploy.cli import deploy_group  # noqa: E402  (docs/deploy.md)
+main.add_command(deploy_group)
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -411,3 +411,23 @@ class EmailTemplate:
     url_lifetime_in_seconds: int | None
     include_email_in_redirect: bool
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A recorded deploy or rollback of rules (storage/deployments.py, docs/deploy.md)."""
+
+    id: str
+    created_at: datetime
+    source: str
+    ref: str | None
+    commit: str | None
+    path: str | None
+    content_hash: str
+    actor: str
+    snapshot: dict
+    summary: dict
+    rollback_of: str | None
+
+
+__all__ += ["Deployment"]

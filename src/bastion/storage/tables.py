@@ -438,3 +438,30 @@ class EmailTemplateRow(Base):
     url_lifetime_in_seconds: Mapped[int | None] = mapped_column(Integer)
     include_email_in_redirect: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime]
+
+
+class DeploymentRow(Base):
+    """One deploy of rules from a folder or a git repository, or a rollback (docs/deploy.md):
+    where it came from, who ran it, and the rules exactly as it left them (`snapshot`)."""
+
+    __tablename__ = "deployments"
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(Text)  # a folder, a git URL, or "rollback"
+    ref: Mapped[str | None] = mapped_column(String(255))
+    commit: Mapped[str | None] = mapped_column(String(64))
+    path: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(255))
+    snapshot: Mapped[dict] = mapped_column(default=dict)  # {"rules": [...], "config_keys": [...]}
+    summary: Mapped[dict] = mapped_column(default=dict)
+    rollback_of: Mapped[str | None] = mapped_column(String(64))
+
+
+class DeployManualRuleRow(Base):
+    """A rule a deploy never creates, changes, re-orders or deletes (Auth0's "manual" rules)."""
+
+    __tablename__ = "deploy_manual_rules"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[datetime]
