@@ -9,6 +9,7 @@
     /samlp/*                                                                 saml/routes.py
     /dbconnections/*                                                         dbconnections.py
     /u/email-verification /u/reset-password                                  emails/pages.py
+    /deploy/webhooks/{provider}                                              deploy/webhooks.py
     /api/v2/*                                                                management/ (FastAPI)
 """
 
@@ -26,6 +27,7 @@ from starlette.routing import Mount, Route
 
 from bastion.dbconnections import DbConnectionRoutes
 from bastion.demo import DemoRoutes
+from bastion.deploy.webhooks import DeployWebhooks
 from bastion.emails.pages import EmailLinkPages
 from bastion.errors import OAuthError, PageError
 from bastion.login.flow import LoginFlow
@@ -50,7 +52,7 @@ __all__ = ["create_app", "app_from_environment"]
 log = logging.getLogger("bastion")
 
 # Paths whose errors are JSON (APIs) rather than pages (browsers).
-_JSON_PREFIXES = ("/oauth/", "/userinfo", "/dbconnections/", "/.well-known/", "/mfa/", "/passwordless/start")
+_JSON_PREFIXES = ("/oauth/", "/userinfo", "/dbconnections/", "/.well-known/", "/mfa/", "/passwordless/start", "/deploy/")
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -70,6 +72,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
     passwordless = PasswordlessRoutes(services, pages, flow)
     dbconnections = DbConnectionRoutes(services)
     email_links = EmailLinkPages(services, pages)
+    deploy_webhooks = DeployWebhooks(services)
 
     async def home(request: Request) -> Response:
         return pages.render("home.html", issuer=settings.issuer)
@@ -119,11 +122,13 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             *saml.routes(),
             *dbconnections.routes(),
             *email_links.routes(),
+            *deploy_webhooks.routes(),
             Mount("/api/v2", app=create_management_app(services)),
         ],
         middleware=[
             Middleware(PublishedDocuments, services=services),
-            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+            # Push webhooks carry commit lists: their route bounds its body itself (deploy/webhooks.py).
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, exempt_prefixes=("/deploy/webhooks/",)),
         ],
         exception_handlers={
             OAuthError: oauth_error,

@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     outbox_poll_interval: float = 5.0  # how often each process looks for due deliveries (new ones wake it at once)
     demo: bool = False
 
+    # Deploying rules on push (docs/deploy.md): the repository and branch a webhook may deploy
+    deploy_repository: str | None = None  # its full name (acme/rules) or URL, as the provider's payload names it
+    deploy_branch: str = "main"
+    deploy_path: str = ""  # the bundle's folder inside the repository
+    deploy_git_url: str | None = None  # where git fetches it (default: deploy_repository, when a URL or path)
+    deploy_webhook_secret: str | None = None  # GitHub/Bitbucket HMAC secret, GitLab token, Azure DevOps password
+    deploy_webhook_username: str = "bastion"  # Azure DevOps basic-auth user name
+    deploy_git_timeout: float = 60.0  # seconds git may take to fetch a commit
+
     rules_workers: int = 2
     rules_timeout: float = 20.0
     rules_cpu_seconds: int = 5

@@ -135,12 +135,13 @@ async def read_params(request: Request) -> dict[str, str]:
 class BodySizeLimit:
     """Refuse request bodies over `max_bytes` with 413, whether or not Content-Length is sent."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int):
+    def __init__(self, app: ASGIApp, *, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()):
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes  # routes that bound their bodies themselves
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.exempt_prefixes and scope.get("path", "").startswith(self.exempt_prefixes)):
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
