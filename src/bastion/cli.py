@@ -421,6 +421,20 @@ def rules_try(rule_id: str | None, user_id: str | None, user_json: str | None, c
     click.echo(json.dumps(_run(_admin_errors(work)), indent=2, default=str))
 
 
+@rules.command("test", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("path", required=False, type=click.UNPROCESSED)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def rules_test(path: str | None, pytest_args: tuple[str, ...]) -> None:
+    """Run the rule tests in PATH with pytest and the bastion.testing plugin (docs/testing-rules.md).
+
+    PATH defaults to the current folder; other arguments go to pytest (e.g. -k NAME, -x).
+    The exit code is pytest's.
+    """
+    from bastion.testing.command import run_rule_tests
+
+    sys.exit(run_rule_tests(path, list(pytest_args)))
+
+
 @rules.group("config")
 def rules_config() -> None:
     """Rule configuration values (api.configuration)."""

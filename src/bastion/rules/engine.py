@@ -76,6 +76,27 @@ def script_key(rule: Rule) -> str:
     return f"{rule.id}:{_script_digest(rule.script)}"
 
 
+def build_job(rules: list[Rule], *, user: dict[str, Any], context: dict[str, Any], configuration: dict[str, str]) -> dict[str, Any]:
+    """The message a worker runs: every rule of the login, in order, with one user and context.
+    (bastion.testing sends the same.)"""
+    return {
+        "rules": [{"id": r.id, "name": r.name, "key": script_key(r), "script": r.script} for r in rules],
+        "user": user,
+        "context": context,
+        "configuration": configuration,
+    }
+
+
+def read_answer(records: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """(status, message) from the worker's per-rule records: the last rule's outcome decides."""
+    last = records[-1] if records else {}
+    if last.get("outcome") == "unauthorized":
+        return "denied", last.get("message") or "Access denied."
+    if last.get("outcome") == "error":
+        return "error", f"rule {last.get('name')!r} failed: {last.get('error')}"
+    return "ok", None
+
+
 class RulesEngine:
     def __init__(self, services: Services):
         self._services = services
@@ -112,12 +133,7 @@ class RulesEngine:
             client_id=context.get("client_id"), redaction=redaction,
             user_metadata={"app_metadata": dict(user.get("app_metadata") or {}), "user_metadata": dict(user.get("user_metadata") or {})},
         )
-        job = {
-            "rules": [{"id": r.id, "name": r.name, "key": script_key(r), "script": r.script} for r in rules],
-            "user": user,
-            "context": context,
-            "configuration": configuration,
-        }
+        job = build_job(rules, user=user, context=context, configuration=configuration)
         started = time.perf_counter()
         try:
             result = await self.pool.run(job, effects, timeout=self._services.settings.rules_timeout)
@@ -127,12 +143,8 @@ class RulesEngine:
             run.status, run.message = "error", str(error)
         else:
             run.user, run.context, run.records = result["user"], result["context"], result["records"]
-            last = run.records[-1] if run.records else {}
-            if last.get("outcome") == "unauthorized":
-                run.status, run.message = "denied", last.get("message") or "Access denied."
-            elif last.get("outcome") == "error":
-                run.status, run.message = "error", f"rule {last.get('name')!r} failed: {last.get('error')}"
-            else:
+            run.status, run.message = read_answer(run.records)
+            if run.status == "ok":
                 run.outcome = outcome_from(run.user, run.context)
         run.effects = effects.performed
         run.records, run.effects = redaction.apply(run.records), redaction.apply(run.effects)
