@@ -307,14 +307,8 @@ def rules_list() -> None:
     from bastion.storage import rules as rule_store
 
     async def work(services: Services) -> list:
-        found, page = [], 0
         async with services.database.reader() as session:
-            while True:
-                batch = await rule_store.list_rules(session, page=page, per_page=100)
-                found += batch.items
-                if not batch.items or len(found) >= batch.total:
-                    return found
-                page += 1
+            return await rule_store.all_rules(session)
 
     found = _run(work)
     if not found:

@@ -57,13 +57,7 @@ __all__ = [
 
 
 async def _all_rules(session: AsyncSession) -> list[Rule]:
-    found, page = [], 0
-    while True:
-        batch = await rule_store.list_rules(session, page=page, per_page=100)
-        found += batch.items
-        if not batch.items or len(found) >= batch.total:
-            return found
-        page += 1
+    return await rule_store.all_rules(session)
 
 
 async def _stored_config(session: AsyncSession, sealer: Sealer) -> dict[str, str | None]:

@@ -19,6 +19,7 @@ __all__ = [
     "find_rule_by_name",
     "find_rule_by_order",
     "list_rules",
+    "all_rules",
     "enabled_rules",
     "max_rule_order",
     "update_rule",
@@ -65,6 +66,12 @@ async def list_rules(
         statement = statement.where(RuleRow.enabled.is_(enabled))
     rows, start, total = await fetch_page(session, statement, page=page, per_page=per_page)
     return Page([record_from_row(Rule, r) for r in rows], start, per_page, total)
+
+
+async def all_rules(session: AsyncSession) -> list[Rule]:
+    """Every rule, by stage and order (the CLI's list, a deploy's comparison)."""
+    rows = await session.scalars(select(RuleRow).order_by(RuleRow.stage, RuleRow.order))
+    return [record_from_row(Rule, r) for r in rows]
 
 
 async def enabled_rules(session: AsyncSession, *, stage: str = "login_success") -> list[Rule]:
