@@ -1,4 +1,5 @@
-"""The tenant log: Auth0's event type codes, written in the caller's transaction."""
+"""The tenant log: Auth0's event type codes, written in the caller's transaction, and an
+event's Auth0 shape (the Management API and the log streams show the same)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.storage import log_events
+from bastion.storage.records import LogEvent
 
-__all__ = ["EventType", "record_event"]
+__all__ = ["EventType", "record_event", "log_json"]
 
 
 class EventType:
@@ -55,3 +57,23 @@ async def record_event(
         details["rules_execution"] = {k: v for k, v in rules_execution.items() if k != "id"}
         fields.update(details=details, rules_execution_id=rules_execution["id"])
     await log_events.insert_log_event(session, type=type, description=description, **fields)
+
+
+def log_json(event: LogEvent) -> dict[str, Any]:
+    """An event in Auth0's log shape: what /api/v2/logs answers and what log streams send."""
+    body = {
+        "log_id": event.log_id,
+        "_id": event.log_id,
+        "date": event.date.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "type": event.type,
+        "description": event.description,
+        "client_id": event.client_id,
+        "client_name": event.client_name,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "user_id": event.user_id,
+        "user_name": event.user_name,
+        "connection": event.connection,
+        "details": event.details,
+    }
+    return {k: v for k, v in body.items() if v is not None}

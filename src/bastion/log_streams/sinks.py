@@ -22,9 +22,8 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from bastion.events import EventType
+from bastion.events import EventType, log_json
 from bastion.log_streams.categories import type_name
-from bastion.management.logs import log_json
 from bastion.storage.log_streams import SequencedEvent
 
 __all__ = ["OutgoingRequest", "build_requests", "requests_per_batch", "signature_header", "splunk_url", "SIGNATURE_HEADER"]

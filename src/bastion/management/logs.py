@@ -9,32 +9,13 @@ from datetime import datetime, timezone
 from fastapi import APIRouter, Depends, Query, Request
 
 from bastion.errors import ManagementError
+from bastion.events import log_json
 from bastion.management.auth import Caller, require
 from bastion.management.common import services_of
 from bastion.management.paging import PageParams, list_body, log_page_params, page_params
 from bastion.storage import log_events
-from bastion.storage.records import LogEvent
 
 router = APIRouter()
-
-
-def log_json(event: LogEvent) -> dict:
-    body = {
-        "log_id": event.log_id,
-        "_id": event.log_id,
-        "date": event.date.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "type": event.type,
-        "description": event.description,
-        "client_id": event.client_id,
-        "client_name": event.client_name,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "user_id": event.user_id,
-        "user_name": event.user_name,
-        "connection": event.connection,
-        "details": event.details,
-    }
-    return {k: v for k, v in body.items() if v is not None}
 
 
 @dataclass
