@@ -382,3 +382,17 @@ async def test_queued_requests_obey_the_operators_host_allow_list(bastion_with, 
         record = (await app.management("GET", f"/rules-executions/{execution['details']['rules_execution_id']}")).json()
         assert "127.0.0.1 is not in BASTION_RULES_HTTP_ALLOWED_HOSTS" in record["rules"][0]["error"]
         assert record["deliveries"] == [] and vendor.requests == []
+
+
+async def test_an_entry_whose_payload_cannot_be_opened_fails_at_once(bastion_with, smtp_server):
+    from sqlalchemy import update
+
+    async with bastion_with(smtp_host="127.0.0.1", smtp_port=smtp_server.port) as app:
+        async with app.services.database.transaction() as session:
+            entry = await app.services.outbox.email(session, to="a@example.com", subject="Hi", text="x", source="test")
+            await session.execute(update(DeliveryRow).where(DeliveryRow.id == entry.id).values(payload_sealed="v1.garbage"))
+        await app.services.outbox.run_once()
+        await app.services.outbox.drain()
+        delivery = await one_delivery(app)
+        assert delivery.state == "failed" and delivery.attempts == 1 and "cannot be opened" in delivery.last_error
+        assert smtp_server.messages == []

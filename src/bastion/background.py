@@ -62,6 +62,7 @@ class Background:
         self._tasks: list[asyncio.Task] = []
         self._one_shots: dict[str, asyncio.Task] = {}
         self._again: set[str] = set()
+        self._stopped = False  # after stop(), nothing more starts (the process is closing)
 
     def add(self, job: PollingJob, *, max_wait: float) -> Poller:
         poller = Poller(job, max_wait=max_wait)
@@ -72,7 +73,7 @@ class Background:
         """Something is due for `name` now: wake its poller; when the pollers are not running (a
         command, a test), run the job once in a task instead, so the first attempt still happens."""
         poller = self._pollers.get(name)
-        if poller is None:
+        if poller is None or self._stopped:
             return
         if self._tasks:
             poller.wake()
@@ -106,6 +107,7 @@ class Background:
         self._tasks = [asyncio.create_task(p.run_forever(), name=f"bastion:{name}") for name, p in self._pollers.items()]
 
     async def stop(self) -> None:
+        self._stopped = True
         tasks, self._tasks = self._tasks + list(self._one_shots.values()), []
         self._one_shots.clear()
         for task in tasks:

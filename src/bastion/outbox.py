@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bastion.mail import Mailer
 from bastion.security.destinations import DestinationRefused, check_url, display_url
 from bastion.security.handles import new_id
-from bastion.security.sealing import Sealer
+from bastion.security.sealing import Sealer, SealingError
 from bastion.settings import Settings
 from bastion.storage import deliveries as store
 from bastion.storage.database import Database
@@ -182,13 +182,16 @@ class Outbox:
             self._wake()
 
     async def drain(self) -> None:
-        """Wait for the attempts under way (tests, and a clean stop)."""
+        """Wait for the attempts under way (tests; `close` cancels them instead)."""
         while self._in_flight:
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
 
     async def _attempt(self, delivery: Delivery) -> None:
-        payload = json.loads(self._sealer.open(delivery.payload_sealed, purpose=_PAYLOAD_PURPOSE))
         try:
+            try:
+                payload = json.loads(self._sealer.open(delivery.payload_sealed, purpose=_PAYLOAD_PURPOSE))
+            except (SealingError, ValueError):
+                raise _Refused("the payload cannot be opened (was the master key changed?)", permanent=True) from None
             if delivery.kind == "email":
                 state, status = await self._send_email(delivery, payload)
             else:
