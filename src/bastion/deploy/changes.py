@@ -4,7 +4,7 @@ rollback restores (current -> snapshot), and what drifted (last deployment -> cu
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -64,6 +64,28 @@ class RuleUpdate:
     def replaced(self) -> bool:
         """A rule's stage and language never change in place: it is deleted and created again."""
         return self.before.stage != self.after.stage or self.before.language != self.after.language
+
+    def describe(self, verbs: Mapping[str, str], *, width: int, diff_labels: tuple[str, str] | None) -> list[str]:
+        """This update as printed lines: `verbs` names each kind of change (replace, change,
+        reorder, enable, disable) in the printout's own tense, padded to `width`; `diff_labels`,
+        when given, adds the script's unified diff."""
+        before, after = self.before, self.after
+
+        def line(mark: str, verb: str, detail: str = "") -> str:
+            return f"  {mark} {verbs[verb].ljust(width)}{self.name}{detail}"
+
+        lines = []
+        if self.replaced:
+            lines.append(line("~", "replace", f"  (stage/language {before.stage}/{before.language} -> {after.stage}/{after.language})"))
+        if self.script_changed:
+            lines.append(line("~", "change", "  (script)"))
+            if diff_labels:
+                lines += ["      " + diff_line for diff_line in self.script_diff(*diff_labels).splitlines()]
+        if self.order_changed:
+            lines.append(line("^", "reorder", f"  ({before.order} -> {after.order})"))
+        if self.enabled_changed:
+            lines.append(line("~", "enable" if after.enabled else "disable"))
+        return lines
 
     def script_diff(self, before_label: str, after_label: str) -> str:
         lines = difflib.unified_diff(

@@ -35,6 +35,9 @@ def compute_drift(
     return Drift(deployment=deployment, changes=compare_rules(deployed, now), missing_config_keys=missing)
 
 
+DRIFT_VERBS = {"replace": "replaced", "change": "changed", "reorder": "reordered", "enable": "enabled", "disable": "disabled"}
+
+
 def render_drift(drift: Drift) -> str:
     if drift.deployment is None:
         return "nothing deployed yet: no drift to report"
@@ -47,16 +50,7 @@ def render_drift(drift: Drift) -> str:
     for rule in drift.changes.added:
         lines.append(f"  + created    {rule.name}  ({rule.stage}, order {rule.order}, {'enabled' if rule.enabled else 'disabled'})")
     for update in drift.changes.updated:
-        if update.replaced:
-            lines.append(f"  ~ replaced   {update.name}  ({update.before.stage}/{update.before.language} -> "
-                         f"{update.after.stage}/{update.after.language})")
-        if update.script_changed:
-            lines.append(f"  ~ changed    {update.name}  (script)")
-            lines += ["      " + line for line in update.script_diff("deployed", "now").splitlines()]
-        if update.order_changed:
-            lines.append(f"  ^ reordered  {update.name}  ({update.before.order} -> {update.after.order})")
-        if update.enabled_changed:
-            lines.append(f"  ~ {'enabled ' if update.after.enabled else 'disabled'}   {update.name}")
+        lines += update.describe(DRIFT_VERBS, width=11, diff_labels=("deployed", "now"))
     for rule in drift.changes.removed:
         lines.append(f"  - deleted    {rule.name}")
     for key in drift.missing_config_keys:

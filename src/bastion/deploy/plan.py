@@ -188,6 +188,9 @@ def build_rollback_plan(
 # -- printing ----------------------------------------------------------------------
 
 
+PLAN_VERBS = {"replace": "replace", "change": "change", "reorder": "reorder", "enable": "enable", "disable": "disable"}
+
+
 def render_plan(plan: Plan, *, diffs: bool = True) -> str:
     """The plan for a person: one line per change, the scripts' unified diffs, then the
     configuration keys (never their values), warnings and errors."""
@@ -197,17 +200,7 @@ def render_plan(plan: Plan, *, diffs: bool = True) -> str:
         state = "enabled" if rule.enabled else "disabled"
         rule_lines.append(f"  + add      {rule.name}  ({rule.stage}, order {rule.order}, {state}, {rule.language})")
     for update in plan.changes.updated:
-        if update.replaced:
-            rule_lines.append(f"  ~ replace  {update.name}  (stage/language {update.before.stage}/{update.before.language}"
-                              f" -> {update.after.stage}/{update.after.language})")
-        if update.script_changed:
-            rule_lines.append(f"  ~ change   {update.name}  (script)")
-            if diffs:
-                rule_lines += ["      " + line for line in update.script_diff("current", "new").splitlines()]
-        if update.order_changed:
-            rule_lines.append(f"  ^ reorder  {update.name}  ({update.before.order} -> {update.after.order})")
-        if update.enabled_changed:
-            rule_lines.append(f"  ~ {'enable ' if update.after.enabled else 'disable'}  {update.name}")
+        rule_lines += update.describe(PLAN_VERBS, width=9, diff_labels=("current", "new") if diffs else None)
     for rule in plan.changes.removed:
         rule_lines.append(f"  - remove   {rule.name}  ({rule.stage}, order {rule.order})")
     for name in plan.skipped_manual:
