@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bastion.background import Background
+from bastion.emails.templates import EmailTemplates
 from bastion.keys.keyring import Keyring
 from bastion.login.upstream import UpstreamProviders
 from bastion.mail import Mailer
@@ -30,6 +31,7 @@ class Services:
     keyring: Keyring
     tenant: TenantCache
     mailer: Mailer
+    email_templates: EmailTemplates
     saml_keys: SamlKeys
     # Upstream OpenID Connect providers (connections `oidc`, `waad`): their HTTP client and cached
     # metadata. A test may replace it with one on another transport before the first login.
@@ -60,6 +62,7 @@ def build_services(settings: Settings) -> Services:
         keyring=Keyring(database, sealer, default_alg=settings.signing_alg, cache_ttl=settings.cache_ttl),
         tenant=TenantCache(database, sealer, ttl=settings.cache_ttl),
         mailer=Mailer(settings),
+        email_templates=EmailTemplates(settings.email_templates_dir),
         saml_keys=SamlKeys(database, sealer, issuer=settings.issuer, cache_ttl=settings.cache_ttl),
     )
     from bastion.rules.engine import RulesEngine

@@ -36,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.deploy import git, service
+from bastion.deploy.errors import DeployError, FetchError
 from bastion.events import EventType, record_event
 from bastion.services import Services
 from bastion.web import client_ip, json_response
@@ -243,9 +245,6 @@ class DeployWebhooks:
         return await self._deploy(request, push)
 
     async def _deploy(self, request: Request, push: PushEvent) -> Response:
-        from bastion.deploy import git, service
-        from bastion.deploy.errors import DeployError, FetchError
-
         settings = self.services.settings
         url = settings.deploy_git_url or settings.deploy_repository
         actor = f"webhook:{push.provider}"

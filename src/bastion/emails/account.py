@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bastion.emails.templates import EmailTemplates, RenderedEmail, lifetime_in_words
+from bastion.emails.templates import RenderedEmail, lifetime_in_words
 from bastion.security.handles import digest, new_handle, new_id, same_digest
 from bastion.services import Services
 from bastion.storage import one_time_codes as code_store
@@ -31,22 +31,13 @@ from bastion.tenant.tenant_settings import tenant_settings
 
 __all__ = [
     "VERIFY_PURPOSE", "RESET_PURPOSE", "send_account_email", "issue_ticket", "find_ticket", "use_ticket", "render_email",
-    "email_templates", "send_signup_emails", "send_automatic_email",
+    "send_signup_emails", "send_automatic_email",
 ]
 
 VERIFY_PURPOSE = "email-verification"
 RESET_PURPOSE = "password-change"
 _LINK_PATHS = {VERIFY_PURPOSE: "/u/email-verification", RESET_PURPOSE: "/u/reset-password"}
 _TEMPLATE_PURPOSE = {"verify_email": VERIFY_PURPOSE, "reset_email": RESET_PURPOSE}
-
-
-def email_templates(services: Services) -> EmailTemplates:
-    """One template set per process, built on first use."""
-    templates = getattr(services, "_email_templates", None)
-    if templates is None:
-        templates = EmailTemplates(services.settings.email_templates_dir)
-        services._email_templates = templates  # type: ignore[attr-defined]
-    return templates
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -75,8 +66,8 @@ async def render_email(services: Services, template: str, *, user: User | dict |
     }
     custom = await services.tenant.email_template(template)
     if custom is not None and custom.body:
-        return email_templates(services).render_string(custom.subject or "", custom.body, **context)
-    return email_templates(services).render(template, **context)
+        return services.email_templates.render_string(custom.subject or "", custom.body, **context)
+    return services.email_templates.render(template, **context)
 
 
 async def issue_ticket(

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from bastion.emails.account import send_account_email
 from bastion.emails.templates import html_to_text
 from bastion.keys.jose import JoseError, sign_hs256, verify_hs256
 from bastion.rules.redaction import Redaction
@@ -180,8 +181,6 @@ class Effects:
         return delivery.id
 
     async def _send_account_email(self, template: str) -> str | None:
-        from bastion.emails.account import send_account_email  # emails/ imports rules' callers, not the other way
-
         if template not in ACCOUNT_EMAIL_TEMPLATES:
             raise EffectError(f"email.send template must be one of {', '.join(ACCOUNT_EMAIL_TEMPLATES)}")
         if not self._user_id:
