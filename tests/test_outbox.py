@@ -234,7 +234,7 @@ async def test_a_hanging_vendor_delays_no_login_and_no_other_delivery(bastion_wi
             async def rule(user, context, api):
                 await api.http.queue("POST", "{vendor.url}/queued", json={{}})
                 try:
-                    await api.http.post("{vendor.url}/awaited", json={{}}, timeout=0.3)
+                    await api.http.post("{vendor.url}/awaited", json={{}}, timeout=1)
                 except Exception as error:
                     print("the enrichment service did not answer:", error)
         '''))
@@ -260,9 +260,12 @@ async def test_a_hanging_vendor_delays_no_login_and_no_other_delivery(bastion_wi
             from bastion.storage import rules as rule_store
 
             [execution] = (await rule_store.list_rule_executions(session, page=0, per_page=5)).items
-        awaited = [e for e in execution.effects if e["type"] == "http"]
-        assert awaited == [{"type": "http", "method": "POST", "url": f"{vendor.url}/awaited", "status": None,
-                            "error": "ReadTimeout", "performed": True}]
+        [awaited] = [e for e in execution.effects if e["type"] == "http"]
+        # The vendor accepts and then holds the request, so this is a ReadTimeout; on a loaded machine the
+        # event loop may not even finish the loopback connect within the second, which is a ConnectTimeout.
+        assert awaited.pop("error") in {"ReadTimeout", "ConnectTimeout"}
+        assert awaited == {"type": "http", "method": "POST", "url": f"{vendor.url}/awaited", "status": None,
+                           "performed": True}
         assert "the enrichment service did not answer" in execution.rules[0]["logs"][0]
 
 
