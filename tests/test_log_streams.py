@@ -258,8 +258,9 @@ async def test_splunk_http_event_collector(bastion, receiver):
 
 
 async def test_a_failing_receiver_gets_everything_in_order_after_retries(bastion_with, database_url, receiver):
-    # The first retry waits 0.5 s: long enough that the next look surely comes before it, even on a busy machine.
-    async with bastion_with(database_url=database_url, log_stream_retry_base=0.5, log_stream_retry_cap=1.0) as bastion:
+    # The first retry waits 1.5 s: long enough that the next look surely comes before it, even on a busy machine
+    # (CI has stalled the event loop for over 0.3 s).
+    async with bastion_with(database_url=database_url, log_stream_retry_base=1.5, log_stream_retry_cap=1.5) as bastion:
         client = await bastion.create_client()
         await bastion.create_user()
         stream = await _create_stream(bastion, type="http", sink=_webhook(receiver, httpAuthorization=AUTHORIZATION),
@@ -274,9 +275,9 @@ async def test_a_failing_receiver_gets_everything_in_order_after_retries(bastion
         assert delivery["state"] == "failing" and delivery["failures"] == 1 and delivery["pending"] == 3
         assert "HTTP 500" in delivery["last_error"] and AUTHORIZATION not in delivery["last_error"]
         assert delivery["next_attempt_at"] is not None
-        assert await job.run_once() <= 0.5  # nothing due before the retry time
+        assert await job.run_once() <= 1.5  # nothing due before the retry time
         assert len(receiver.requests) == 1
-        await asyncio.sleep(0.55)
+        await asyncio.sleep(1.55)
         await job.run_once()
         assert len(receiver.requests) == 2
         delivery = await _delivery(bastion, stream)
