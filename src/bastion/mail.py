@@ -33,6 +33,7 @@ SMTP_TIMEOUT = 10
 class Mailer:
     def __init__(self, settings: Settings):
         self._settings = settings
+        self._context: ssl.SSLContext | None = None
 
     @property
     def configured(self) -> bool:
@@ -65,9 +66,16 @@ class Mailer:
         await anyio.to_thread.run_sync(self._deliver, message)
         return True
 
+    def _verifying_context(self) -> ssl.SSLContext:
+        """Verifies the server's certificate and name, against BASTION_SMTP_CA_FILE when set, else
+        the system's CAs; built once (loading the system's CAs costs milliseconds)."""
+        if self._context is None:
+            self._context = ssl.create_default_context(cafile=self._settings.smtp_ca_file)
+        return self._context
+
     def _deliver(self, message: EmailMessage) -> None:
         s = self._settings
-        context = ssl.create_default_context()
+        context = self._verifying_context() if s.smtp_tls != "none" else None
         smtp_class = smtplib.SMTP_SSL if s.smtp_tls == "tls" else smtplib.SMTP
         kwargs = {"context": context} if s.smtp_tls == "tls" else {}
         with smtp_class(s.smtp_host, s.smtp_port, timeout=SMTP_TIMEOUT, **kwargs) as smtp:

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_ca_file: Path | None = None  # CA bundle the SMTP server's certificate must chain to (default: the system's)
     smtp_from: str = "Bastion <no-reply@localhost>"
 
     # Log streams (docs/log-streams.md)
