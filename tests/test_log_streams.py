@@ -144,12 +144,24 @@ async def test_invalid_streams_are_refused_with_auth0_errors(bastion_sqlite, bod
     assert response.json()["errorCode"] == "invalid_body" and message in response.json()["message"]
 
 
-async def test_type_cannot_change_and_status_is_active_or_paused(bastion_sqlite, receiver):
+async def test_type_cannot_change_and_status_is_one_of_auth0s(bastion_sqlite, receiver):
     stream = await _create_stream(bastion_sqlite, type="http", sink=_webhook(receiver))
     response = await bastion_sqlite.management("PATCH", f"/log-streams/{stream['id']}", json={"type": "segment"})
     assert response.status_code == 400 and "type" in response.json()["message"]
-    response = await bastion_sqlite.management("PATCH", f"/log-streams/{stream['id']}", json={"status": "suspended"})
+    response = await bastion_sqlite.management("PATCH", f"/log-streams/{stream['id']}", json={"status": "stopped"})
     assert response.status_code == 400 and response.json()["statusCode"] == 400
+    response = await bastion_sqlite.management("PATCH", f"/log-streams/{stream['id']}", json={"status": "suspended"})
+    assert response.status_code == 200 and response.json()["status"] == "suspended"
+
+
+async def test_pii_config_is_refused_rather_than_ignored(bastion_sqlite, receiver):
+    pii = {"log_fields": ["email"], "method": "mask"}
+    response = await bastion_sqlite.management("POST", "/log-streams", json={"type": "http", "sink": _webhook(receiver),
+                                                                             "pii_config": pii})
+    assert response.status_code == 400 and "pii_config" in response.json()["message"]
+    stream = await _create_stream(bastion_sqlite, type="http", sink=_webhook(receiver), pii_config=None)
+    response = await bastion_sqlite.management("PATCH", f"/log-streams/{stream['id']}", json={"pii_config": pii})
+    assert response.status_code == 400 and "pii_config" in response.json()["message"]
 
 
 async def test_scopes(bastion_sqlite, receiver):
@@ -205,6 +217,51 @@ async def test_events_before_a_stream_exists_are_not_sent(bastion, receiver):
     await _create_stream(bastion, type="http", sink=_webhook(receiver))
     await _deliver_all(LogStreamDelivery(bastion.services))
     assert receiver.requests == []
+
+
+async def test_start_from_delivers_the_events_logged_since_then(bastion, receiver):
+    client = await bastion.create_client()
+    await bastion.create_user()
+    async with bastion.services.database.transaction() as session:  # an event of yesterday
+        await session.execute(insert(LogEventRow).values(
+            log_id="90020261125000000000000000000000000000000000000000000001", type="s",
+            date=datetime.now(timezone.utc) - timedelta(days=1), details={}))
+    assert (await realm_login(bastion, client)).status_code == 200
+    since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    await _create_stream(bastion, type="http", sink=_webhook(receiver), startFrom=since,
+                         filters=[{"type": "category", "name": "auth.token_exchange.success"},
+                                  {"type": "category", "name": "auth.login.success"}])
+    await _deliver_all(LogStreamDelivery(bastion.services))
+    items = [item for request in receiver.requests for item in _items(request)]
+    assert [item["data"]["type"] for item in items] == ["sepft"]  # the login of the last hour, not the older one
+    assert items[0]["data"]["hostname"] == "bastion.test"  # Auth0's tenant domain: the issuer's host
+
+    refused = await bastion.management("POST", "/log-streams", json={"type": "http", "sink": _webhook(receiver),
+                                                                     "startFrom": "yesterday"})
+    assert refused.status_code == 400 and "startFrom" in refused.json()["message"]
+
+
+async def test_filters_select_the_codes_auth0_puts_in_each_category(bastion_sqlite, receiver):
+    codes = ["sv", "svr", "srrt", "scp", "fv", "gd_enrollment_complete", "limit_wc", "mfar", "s"]
+    streams = {}
+    for category in ("user.success", "user.fail", "user.notification", "system.notification", "other"):
+        streams[category] = await _create_stream(bastion_sqlite, type="http", name=category, filters=[
+            {"type": "category", "name": category}], sink=_webhook(receiver, httpCustomHeaders=[{"header": "X-Category", "value": category}]))
+    async with bastion_sqlite.services.database.transaction() as session:
+        for n, code in enumerate(codes):
+            await session.execute(insert(LogEventRow).values(
+                log_id=f"900{n:053d}", type=code, date=datetime.now(timezone.utc), details={}))
+    await _deliver_all(LogStreamDelivery(bastion_sqlite.services))
+    received = {category: [] for category in streams}
+    for request in receiver.requests:
+        received[request["headers"]["X-Category"]] += [item["data"]["type"] for item in _items(request)]
+    assert received == {
+        "user.success": ["sv", "svr", "srrt", "scp"],
+        "user.fail": ["fv"],
+        "user.notification": ["gd_enrollment_complete"],
+        "system.notification": ["limit_wc"],
+        "other": ["mfar"],
+    }
 
 
 async def test_segment_batch_with_identify_and_track(bastion_with, database_url, receiver):

@@ -59,8 +59,9 @@ async def record_event(
     await log_events.insert_log_event(session, type=type, description=description, **fields)
 
 
-def log_json(event: LogEvent) -> dict[str, Any]:
-    """An event in Auth0's log shape: what /api/v2/logs answers and what log streams send."""
+def log_json(event: LogEvent, *, hostname: str | None = None) -> dict[str, Any]:
+    """An event in Auth0's log shape: what /api/v2/logs answers and what log streams send.
+    `hostname` is the issuer's host, where Auth0 puts the tenant's domain (SIEM apps key on it)."""
     body = {
         "log_id": event.log_id,
         "_id": event.log_id,
@@ -74,6 +75,7 @@ def log_json(event: LogEvent) -> dict[str, Any]:
         "user_id": event.user_id,
         "user_name": event.user_name,
         "connection": event.connection,
+        "hostname": hostname,
         "details": event.details,
     }
     return {k: v for k, v in body.items() if v is not None}

@@ -11,6 +11,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -136,6 +137,11 @@ class Settings(BaseSettings):
     def token_issuer(self) -> str:
         """The `iss` claim: the base URL with a trailing slash, as Auth0 writes it."""
         return self.issuer + "/"
+
+    @property
+    def issuer_host(self) -> str:
+        """The issuer's host name: the `hostname` of log events, the `host` of Splunk events."""
+        return urlsplit(self.issuer).hostname or "bastion"
 
     @property
     def management_audience(self) -> str:

@@ -33,13 +33,16 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "auth.ancillary.fail": (),
     "management.success": (E.SUCCESS_API_OPERATION,),
     "management.fail": (E.FAILED_API_OPERATION,),
-    "user.success": (E.SUCCESS_CHANGE_PASSWORD, E.SUCCESS_CHANGE_PASSWORD_REQUEST),
-    "user.fail": (),
-    "user.notification": (E.BLOCKED_ACCOUNT,),
-    "system.notification": (),
+    "user.success": (
+        E.SUCCESS_CHANGE_PASSWORD, E.SUCCESS_CHANGE_PASSWORD_REQUEST, E.SUCCESS_REVOCATION,
+        E.SUCCESS_VERIFICATION_EMAIL, E.SUCCESS_VERIFICATION_EMAIL_REQUEST,
+    ),
+    "user.fail": (E.FAILED_VERIFICATION_EMAIL,),
+    "user.notification": (E.MFA_ENROLLED,),
+    "system.notification": (E.BLOCKED_ACCOUNT,),
     "scim.event": (),
     "actions": (),
-    "other": (),  # every code not listed above: MFA (gd_*, mfar) and refresh token revocation (srrt)
+    "other": (),  # every code not listed above: MFA challenges and recovery (gd_auth_*, gd_recovery_*, mfar)
 }
 
 CATEGORIZED_TYPES: frozenset[str] = frozenset(code for codes in CATEGORIES.values() for code in codes)

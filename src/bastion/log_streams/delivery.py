@@ -18,7 +18,6 @@ import asyncio
 import logging
 import re
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -75,7 +74,7 @@ class LogStreamDelivery:
         self.database = services.database
         self.sealer = services.sealer
         self.settings = services.settings
-        self.host = urlsplit(services.settings.issuer).hostname or "bastion"
+        self.host = services.settings.issuer_host
 
     async def run_once(self) -> float:
         async with self.database.reader() as session:

@@ -60,8 +60,8 @@ def _json(value) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _http(sink: dict, events: list[SequencedEvent], **_options) -> list[OutgoingRequest]:
-    items = [(e.seq, {"log_id": e.event.log_id, "data": log_json(e.event)}) for e in events]
+def _http(sink: dict, events: list[SequencedEvent], *, host: str, **_options) -> list[OutgoingRequest]:
+    items = [(e.seq, {"log_id": e.event.log_id, "data": log_json(e.event, hostname=host)}) for e in events]
     content_format = sink.get("httpContentFormat", "JSONLINES")
     if content_format == "JSONOBJECT":
         bodies = [(seq, _json(item)) for seq, item in items]
@@ -81,8 +81,8 @@ def _http(sink: dict, events: list[SequencedEvent], **_options) -> list[Outgoing
     return requests
 
 
-def _segment_messages(event: SequencedEvent) -> list[dict]:
-    log = log_json(event.event)
+def _segment_messages(event: SequencedEvent, host: str) -> list[dict]:
+    log = log_json(event.event, hostname=host)
     who = {"userId": event.event.user_id} if event.event.user_id else {"anonymousId": event.event.client_id or "bastion"}
     timestamp = log["date"]
     messages = []
@@ -97,8 +97,8 @@ def _segment_messages(event: SequencedEvent) -> list[dict]:
     return messages
 
 
-def _segment(sink: dict, events: list[SequencedEvent], *, segment_api_url: str, **_options) -> list[OutgoingRequest]:
-    body = _json({"batch": [message for e in events for message in _segment_messages(e)]})
+def _segment(sink: dict, events: list[SequencedEvent], *, segment_api_url: str, host: str, **_options) -> list[OutgoingRequest]:
+    body = _json({"batch": [message for e in events for message in _segment_messages(e, host)]})
     credentials = base64.b64encode(f"{sink['segmentWriteKey']}:".encode()).decode()
     headers = {"Content-Type": "application/json", "Authorization": f"Basic {credentials}", "User-Agent": _USER_AGENT}
     return [OutgoingRequest(url=segment_api_url.rstrip("/") + "/v1/batch", body=body, through_seq=events[-1].seq, headers=headers)]
@@ -117,7 +117,7 @@ def splunk_url(sink: dict) -> str:
 def _splunk(sink: dict, events: list[SequencedEvent], *, host: str, **_options) -> list[OutgoingRequest]:
     body = b"".join(
         _json({"time": round(e.event.date.timestamp(), 3), "host": host, "source": "bastion", "sourcetype": "auth0",
-               "event": log_json(e.event)})
+               "event": log_json(e.event, hostname=host)})
         for e in events
     )
     headers = {"Content-Type": "application/json", "Authorization": f"Splunk {sink['splunkToken']}", "User-Agent": _USER_AGENT}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -20,7 +21,7 @@ from bastion.storage.records import LogStream
 
 router = APIRouter()
 
-_SETTABLE_STATUSES = ("active", "paused")
+_SETTABLE_STATUSES = ("active", "paused", "suspended")  # Auth0's enum; Bastion also suspends a failing stream
 
 
 class _Body(BaseModel):
@@ -34,6 +35,8 @@ class LogStreamCreate(_Body):
     filters: Any = None
     isPriority: bool = False
     status: str | None = None
+    startFrom: datetime | None = None  # Auth0's: deliver the events logged since then (default: from now on)
+    pii_config: Any = None
 
 
 class LogStreamUpdate(_Body):
@@ -43,6 +46,7 @@ class LogStreamUpdate(_Body):
     sink: Any = None
     filters: Any = None
     isPriority: bool | None = None
+    pii_config: Any = None
 
 
 def _date(moment) -> str | None:
@@ -80,8 +84,16 @@ async def _stream_json(session, services, stream: LogStream) -> dict:
 def _check_status(status: str | None) -> None:
     if status is not None and status not in _SETTABLE_STATUSES:
         raise ManagementError(
-            400, f"Payload validation error: 'No enum match for: \"{status}\"' on property status (active or paused).", "invalid_body",
+            400, f"Payload validation error: 'No enum match for: \"{status}\"' on property status (active, paused or suspended).",
+            "invalid_body",
         )
+
+
+def _check_pii_config(pii_config: Any) -> None:
+    """Auth0's masking or hashing of PII fields in streamed events is not built: refused rather than
+    ignored, so nobody believes their receiver gets masked events when it does not."""
+    if pii_config is not None:
+        raise ManagementError(400, "Payload validation error: 'pii_config is not supported by Bastion'.", "invalid_body")
 
 
 async def _found(session, stream_id: str) -> LogStream:
@@ -106,13 +118,15 @@ async def post_log_stream(request: Request, body: LogStreamCreate, caller: Calle
     sink = check_sink(stream_type, body.sink)
     filters = check_filters(body.filters)
     _check_status(body.status)
+    _check_pii_config(body.pii_config)
+    start = body.startFrom.replace(tzinfo=body.startFrom.tzinfo or timezone.utc) if body.startFrom else None
     stream_id = new_id("lst_", 16)
     async with services.database.transaction() as session:
         await audit(session, caller, "Create a log stream", request, log_stream_id=stream_id, type=stream_type)
         stream = await store.insert_log_stream(
             session, id=stream_id, name=body.name or f"{stream_type} log stream", type=stream_type,
             status=body.status or "active", sink_sealed=seal_sink(services.sealer, sink), filters=filters,
-            is_priority=body.isPriority, position=await store.last_log_seq(session),  # from the end of the log, as Auth0
+            is_priority=body.isPriority, position=await store.last_log_seq(session, before=start),  # as Auth0: from now on
         )
         return await _stream_json(session, services, stream)
 
@@ -131,6 +145,7 @@ async def patch_log_stream(
     services = services_of(request)
     given = body.model_fields_set
     _check_status(body.status)
+    _check_pii_config(body.pii_config)
     async with services.database.transaction() as session:
         stream = await _found(session, stream_id)
         if "type" in given and body.type != stream.type:

@@ -87,11 +87,11 @@ async def list_logs(
             )
             if events is None:
                 raise ManagementError(400, "The 'from' log_id does not exist", "invalid_query_string")
-            return [log_json(e) for e in events]
+            return [log_json(e, hostname=services.settings.issuer_host) for e in events]
         page = await log_events.list_log_events(
             session, page=params.page, per_page=params.per_page, equals=found.equals, since=found.since, until=found.until,
         )
-    return list_body("logs", page, [log_json(e) for e in page.items], params)
+    return list_body("logs", page, [log_json(e, hostname=services.settings.issuer_host) for e in page.items], params)
 
 
 @router.get("/logs/{log_id}")
@@ -101,7 +101,7 @@ async def get_log(request: Request, log_id: str, caller: Caller = Depends(requir
         event = await log_events.get_log_event(session, log_id=log_id)
     if event is None:
         raise ManagementError(404, "log not found", "inexistent_log")
-    return log_json(event)
+    return log_json(event, hostname=services.settings.issuer_host)
 
 
 @router.get("/users/{user_id}/logs")
@@ -109,4 +109,4 @@ async def user_logs(request: Request, user_id: str, params: PageParams = Depends
     services = services_of(request)
     async with services.database.reader() as session:
         page = await log_events.list_log_events(session, page=params.page, per_page=params.per_page, user_id=user_id)
-    return list_body("logs", page, [log_json(e) for e in page.items], params)
+    return list_body("logs", page, [log_json(e, hostname=services.settings.issuer_host) for e in page.items], params)

@@ -88,9 +88,13 @@ async def delete_log_stream(session: AsyncSession, *, id: str) -> bool:
     return result.rowcount == 1
 
 
-async def last_log_seq(session: AsyncSession) -> int:
-    """The current end of the log (0 when it is empty): where a new stream starts."""
-    return await session.scalar(select(func.max(LogEventRow.seq))) or 0
+async def last_log_seq(session: AsyncSession, *, before: datetime | None = None) -> int:
+    """The current end of the log (0 when it is empty): where a new stream starts; with `before`,
+    the last event logged before that moment (a stream created with Auth0's `startFrom`)."""
+    statement = select(func.max(LogEventRow.seq))
+    if before is not None:
+        statement = statement.where(LogEventRow.date < before)
+    return await session.scalar(statement) or 0
 
 
 def _selected(statement, selection: TypeFilter | None):
