@@ -269,6 +269,31 @@ async def test_a_hanging_vendor_delays_no_login_and_no_other_delivery(bastion_wi
         assert "the enrichment service did not answer" in execution.rules[0]["logs"][0]
 
 
+async def test_a_request_queued_before_a_denial_still_goes_out_as_in_auth0(bastion_with, vendor):
+    # A rule that records the refused attempt (or sends the verification email a later rule's
+    # "verify your email first" denial asks for) needs what it queued to go out: it is committed
+    # when queued, as Auth0's rule's request left when the rule made it.
+    async with bastion_with(background=True, rules_http_allow_private=True, **FAST_RETRIES) as app:
+        client = await app.create_client()
+        await app.create_user()
+        await add_rule(app, rule(f'''
+            async def rule(user, context, api):
+                await api.http.queue("POST", "{vendor.url}/refused-login", json={{"user": user.user_id}})
+                raise UnauthorizedError("please verify your email first")
+        '''))
+        response = await app.login(client)
+        assert "error=unauthorized" in response.headers["location"]
+
+        async def delivered() -> bool:
+            return [d.state for d in await deliveries(app)] == ["sent"]
+
+        await eventually(delivered)
+        assert [r["path"] for r in vendor.requests] == ["/refused-login"]
+        [log] = (await app.management("GET", "/logs", params={"q": "type:f"})).json()
+        record = (await app.management("GET", f"/rules-executions/{log['details']['rules_execution_id']}")).json()
+        assert [(d["kind"], d["state"]) for d in record["deliveries"]] == [("http", "sent")]
+
+
 async def test_a_dry_run_records_the_queued_request_without_queueing_it(bastion, vendor):
     await bastion.create_user()
     rule_id = await add_rule(bastion, rule(f'''
@@ -369,6 +394,15 @@ def test_public_configuration_keys_stay_readable_but_their_secrets_do_not():
                              "url": "https://user:hunter22@api.vendor.test/v1?api_key=qwerty123", "flag": ["true"]})
     assert shown == {"line": "POST https://api.vendor.test/v1 as alice@example.com with [redacted]",
                      "url": "https://user:[redacted]@api.vendor.test/v1?api_key=[redacted]", "flag": ["true"]}
+
+
+def test_a_key_that_names_a_secret_stays_secret_whatever_its_ending():
+    from bastion.rules.redaction import Redaction, secret_values
+
+    webhook = "https://hooks.slack.com/services/T0AAAA/B0BBBB/x7Yk2mQp9LzR4vWc"
+    configuration = {"SLACK_WEBHOOK_URL": webhook, "SIGNING_KEY_ID": "kid-7f3a9b", "KEEN_API_URL": "https://api.keen.io"}
+    shown = Redaction(secret_values(configuration)).apply(f"POST {webhook} signed by kid-7f3a9b, then https://api.keen.io")
+    assert shown == "POST [redacted] signed by [redacted], then https://api.keen.io"
 
 
 async def test_queued_requests_obey_the_operators_host_allow_list(bastion_with, vendor):

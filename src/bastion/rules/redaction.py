@@ -10,6 +10,8 @@ Which values are secrets: every configuration value, except those whose key name
 public by its ending (`PUBLIC_KEY_ENDINGS`: `KEEN_API_URL`, `AZURE_AD_DOMAIN`,
 `CLAIMS_NAMESPACE`, `SALESFORCE_CLIENT_ID`, `SPLUNK_TIMEOUT_SECONDS`...), so that records
 still say which service was called and an address at a configured domain stays readable.
+A key that also names a secret (`SECRET_KEY_MARKERS`: `SLACK_WEBHOOK_URL`, whose path is the
+credential; `SIGNING_KEY_ID`; `TOKEN_URL`...) stays secret whatever its ending.
 A public URL may still carry secrets: its password and its query values are secrets. Values
 shorter than MIN_SECRET_LENGTH (flags like `true`, a port) are left alone, since replacing
 them would garble the record without protecting anything.
@@ -23,16 +25,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-__all__ = ["Redaction", "secret_values", "is_public_key", "MIN_SECRET_LENGTH", "REDACTED", "PUBLIC_KEY_ENDINGS"]
+__all__ = ["Redaction", "secret_values", "is_public_key", "MIN_SECRET_LENGTH", "REDACTED", "PUBLIC_KEY_ENDINGS",
+           "SECRET_KEY_MARKERS"]
 
 MIN_SECRET_LENGTH = 6
 REDACTED = "[redacted]"
 PUBLIC_KEY_ENDINGS = ("_URL", "_URI", "_DOMAIN", "_HOST", "NAMESPACE", "_ID", "_IDS", "_NAME", "_NAMES", "_SECONDS")
+# Words that make a key secret even with a public ending (a webhook URL is its own credential).
+SECRET_KEY_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "HOOK", "PRIVATE", "CREDENTIAL", "SIGNATURE")
 T = TypeVar("T")
 
 
 def is_public_key(key: str) -> bool:
-    return key.upper().endswith(PUBLIC_KEY_ENDINGS)
+    name = key.upper()
+    return name.endswith(PUBLIC_KEY_ENDINGS) and not any(marker in name for marker in SECRET_KEY_MARKERS)
 
 
 def secret_values(configuration: Mapping[str, str]) -> frozenset[str]:
