@@ -131,6 +131,10 @@ async def test_an_email_that_never_goes_fails_visibly_and_can_be_retried(bastion
         assert delivery[0]["to"] == "alice@example.com" and delivery[0]["subject"] == "Reset your password"
         assert "ticket" not in json.dumps(delivery)  # the link (a credential) is in the sealed payload only
 
+        [given_up] = (await app.management("GET", "/logs", params={"q": "type:fn"})).json()  # Auth0's code, streamed too
+        assert given_up["description"].startswith("The reset_email email could not be sent")
+        assert given_up["details"]["delivery_id"] == delivery[0]["id"] and given_up["user_name"] == "alice@example.com"
+
         smtp_server.refuse = False
         retried = await app.management("POST", f"/deliveries/{delivery[0]['id']}/retry")
         assert retried.status_code == 200 and retried.json()["state"] == "pending"

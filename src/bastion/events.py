@@ -35,6 +35,7 @@ class EventType:
     SUCCESS_CHANGE_PASSWORD = "scp"
     SUCCESS_VERIFICATION_EMAIL = "sv"
     FAILED_VERIFICATION_EMAIL = "fv"
+    FAILED_NOTIFICATION = "fn"  # an email the outbox gave up on (Auth0: "Failed to send email notification")
     SUCCESS_VERIFICATION_EMAIL_REQUEST = "svr"
     SUCCESS_API_OPERATION = "sapi"
     FAILED_API_OPERATION = "fapi"

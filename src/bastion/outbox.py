@@ -34,6 +34,7 @@ import httpx
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bastion.events import EventType, record_event
 from bastion.mail import Mailer
 from bastion.security.destinations import DestinationRefused, check_url, display_url
 from bastion.security.handles import new_id
@@ -211,6 +212,8 @@ class Outbox:
         async with self._database.transaction() as session:
             if refusal.permanent or delivery.attempts >= delivery.max_attempts:
                 await store.finish_delivery(session, id=delivery.id, state="failed", status=refusal.status, error=message)
+                if delivery.kind == "email":
+                    await _log_email_given_up(session, delivery, message)
                 log.warning("delivery %s (%s) failed for good after %d attempts: %s", delivery.id, delivery.kind,
                             delivery.attempts, message)
             else:
@@ -259,3 +262,14 @@ class Outbox:
             return "sent", status
         retry = status >= 500 or status in _RETRY_STATUSES
         raise _Refused(f"{method} {shown_url} answered HTTP {status}", status=status, permanent=not retry)
+
+
+async def _log_email_given_up(session: AsyncSession, delivery: Delivery, error: str) -> None:
+    """An email that will not be sent is a tenant log event (and so reaches log streams): `fv` for
+    a verification email, `fn` for any other, as Auth0 logs them."""
+    template = delivery.summary.get("template")
+    kind = EventType.FAILED_VERIFICATION_EMAIL if template == "verify_email" else EventType.FAILED_NOTIFICATION
+    await record_event(
+        session, kind, description=f"The {template or delivery.source} email could not be sent: {error}", user_id=delivery.user_id,
+        user_name=delivery.summary.get("to"), details={"delivery_id": delivery.id, "attempts": delivery.attempts},
+    )

@@ -37,7 +37,7 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         E.SUCCESS_CHANGE_PASSWORD, E.SUCCESS_CHANGE_PASSWORD_REQUEST, E.SUCCESS_REVOCATION,
         E.SUCCESS_VERIFICATION_EMAIL, E.SUCCESS_VERIFICATION_EMAIL_REQUEST,
     ),
-    "user.fail": (E.FAILED_VERIFICATION_EMAIL,),
+    "user.fail": (E.FAILED_VERIFICATION_EMAIL, E.FAILED_NOTIFICATION),
     "user.notification": (E.MFA_ENROLLED,),
     "system.notification": (E.BLOCKED_ACCOUNT,),
     "scim.event": (),
