@@ -400,15 +400,17 @@ async def test_towerdata_enriches_the_id_token_and_salesforce_records_the_lead_o
         "grant_type": "password", "client_id": vendor.keys.salesforce_client_id,
         "client_secret": vendor.keys.salesforce_client_secret, "username": vendor.keys.salesforce_username,
         "password": vendor.keys.salesforce_password}
-    [lead] = await vendor.wait_for(LEAD, 1, status=201)
+    [lead] = vendor.seen(LEAD)  # awaited: created before the tokens were issued
+    assert lead.status == 201
     assert lead.headers["authorization"].removeprefix("Bearer ") in vendor.salesforce_tokens
     assert lead.json == {"LastName": "Alice Example", "Company": "Web channel signups", "LeadSource": "Web",
                          "Email": "alice@example.com"}
+    assert [(lead["LastName"], lead["Email"]) for lead in vendor.leads] == [("Alice Example", "alice@example.com")]
     assert (await user_json(app, alice["user_id"]))["app_metadata"] == {"recordedAsLead": True}
     record = await last_record(app, vendor)
-    [effect] = queued_effects(record)
-    assert effect["url"] == vendor.url + LEAD  # instance_url, from Salesforce's token answer
-    assert [d["state"] for d in await delivered(app, record["id"], vendor)] == ["sent"]
+    assert queued_effects(record) == [] and record["deliveries"] == []
+    [effect] = [e for e in record["effects"] if e["type"] == "http" and e["method"] == "POST" and e["url"].endswith("/Lead")]
+    assert effect["url"] == vendor.url + LEAD and effect["status"] == 201  # instance_url, from Salesforce's token answer
 
     # Only once: the next login enriches the token again but creates no lead.
     assert (await rp.login()).id_claims[NS + "towerdata"] == profile
@@ -418,8 +420,7 @@ async def test_towerdata_enriches_the_id_token_and_salesforce_records_the_lead_o
     bob = await rp.login(email="bob@example.com")
     assert NS + "towerdata" not in bob.id_claims
     assert len(vendor.seen("/v5/td")) == 2
-    await vendor.wait_for(LEAD, 2, status=201)
-    assert len(vendor.leads) == 2
+    assert [r.status for r in vendor.seen(LEAD)] == [201, 201] and len(vendor.leads) == 2
 
 
 async def test_towerdata_failures_leave_the_login_alone(app, vendor):
@@ -460,8 +461,47 @@ async def test_salesforce_token_failure_is_logged_and_retried_at_the_next_login(
 
     await configure(app, SALESFORCE_PASSWORD=vendor.keys.salesforce_password)
     assert (await rp.login()).token
-    await vendor.wait_for(LEAD, 1, status=201)
+    assert [r.status for r in vendor.seen(LEAD)] == [201]
     assert (await user_json(app, alice["user_id"]))["app_metadata"] == {"recordedAsLead": True}
+
+
+async def test_salesforce_lead_error_sets_no_flag_and_the_next_login_creates_the_lead_once(app, vendor):
+    """The flag means the Lead exists: a Lead Salesforce refused is created at the next login, once."""
+    client = await app.create_client()
+    alice = await app.create_user(name="Alice Example")
+    await install(app, "salesforce_lead", **salesforce_config(vendor))
+    vendor.fail(LEAD, 503, body=[{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}])
+    rp = RelyingParty(app, client)
+
+    assert (await rp.login()).token  # the failure does not fail the login
+    assert [r.status for r in vendor.seen(LEAD)] == [503] and vendor.leads == []
+    assert (await user_json(app, alice["user_id"]))["app_metadata"] == {}
+    record = await last_record(app, vendor)
+    assert "HTTP 503 (SERVER_UNAVAILABLE)" in " ".join(record["rules"][0]["logs"])
+    assert [e["type"] for e in record["effects"]] == ["http", "http"]  # token, Lead; no metadata update
+
+    assert (await rp.login()).token  # retried: created, then flagged
+    assert [r.status for r in vendor.seen(LEAD)] == [503, 201] and len(vendor.leads) == 1
+    assert (await user_json(app, alice["user_id"]))["app_metadata"] == {"recordedAsLead": True}
+
+    assert (await rp.login()).token  # flagged: no token request, no Lead
+    assert (len(vendor.seen(SF_TOKEN)), len(vendor.seen(LEAD)), len(vendor.leads)) == (2, 2, 1)
+    assert (await last_record(app, vendor))["effects"] == []
+
+
+async def test_salesforce_hanging_costs_the_login_the_timeout_and_sets_no_flag(app, vendor):
+    client = await app.create_client()
+    alice = await app.create_user()
+    await install(app, "salesforce_lead", **salesforce_config(vendor, SALESFORCE_TIMEOUT_SECONDS="0.5"))
+    vendor.hang(LEAD)
+    rp = RelyingParty(app, client)
+
+    assert (await rp.login()).token
+    [pending] = vendor.seen(LEAD)
+    assert pending.status is None  # the login ended while Salesforce still held the request
+    assert (await user_json(app, alice["user_id"]))["app_metadata"] == {}
+    assert "ReadTimeout" in " ".join((await last_record(app, vendor))["rules"][0]["logs"])
+    vendor.release(LEAD)
 
 
 # -- 8./9. mixpanel_signup + fullcontact_enrichment + salesforce_lead: the MixPanel + FullContact use case ------
@@ -492,11 +532,12 @@ async def test_mixpanel_fullcontact_and_salesforce_track_a_sign_up(app, vendor):
     assert event["event"] == "Sign Up"
     assert {k: event["properties"][k] for k in ("distinct_id", "token", "application")} == {
         "distinct_id": alice["user_id"], "token": vendor.keys.mixpanel_token, "application": "Shop"}
-    await vendor.wait_for(LEAD, 1, status=201)
+    assert [r.status for r in vendor.seen(LEAD)] == [201]  # awaited by the login
+    assert (await user_json(app, alice["user_id"]))["app_metadata"] == {"recordedAsLead": True}
     record = await last_record(app, vendor)
     effects = queued_effects(record)
-    assert [(e["method"], e["url"]) for e in effects] == [("GET", f"{vendor.url}/track/"), ("POST", vendor.url + LEAD)]
-    assert [d["state"] for d in await delivered(app, record["id"], vendor, count=2)] == ["sent", "sent"]
+    assert [(e["method"], e["url"]) for e in effects] == [("GET", f"{vendor.url}/track/")]
+    assert [d["state"] for d in await delivered(app, record["id"], vendor)] == ["sent"]
 
     # Second login: no sign-up event, no lookup (the data is stored), no lead.
     again = await rp.login()
@@ -684,8 +725,9 @@ async def test_no_vendor_key_reaches_any_execution_record(app, vendor, smtp_serv
     assert UPN.fullmatch(login.id_claims[NS + "upn"])
     record = await last_record(app, vendor)  # checks every key
     assert [r["outcome"] for r in record["rules"]] == ["ok"] * 8
-    deliveries = await delivered(app, record["id"], vendor, count=5)  # keen, segment x2, mixpanel, lead
-    assert sorted(d["state"] for d in deliveries) == ["sent"] * 5
+    deliveries = await delivered(app, record["id"], vendor, count=4)  # keen, segment x2, mixpanel (the Lead is awaited)
+    assert sorted(d["state"] for d in deliveries) == ["sent"] * 4
+    assert [r.status for r in vendor.seen(LEAD)] == [201]
     listing = await app.management("GET", "/deliveries")
     assert listing.status_code == 200
     for secret in vendor.keys.secrets():

@@ -5,24 +5,24 @@ What it does
     Salesforce (``POST {SALESFORCE_LOGIN_URL}/services/oauth2/token``, the OAuth
     username-password flow: ``grant_type=password`` with the connected app's
     ``client_id``/``client_secret`` and an integration user's ``username``/``password``),
-    then queues ``POST {instance_url}/services/data/{SALESFORCE_API_VERSION}/sobjects/Lead``
-    with ``Authorization: Bearer <token>`` and ``{"LastName": name or email, "Company":
-    "Web channel signups", "Email": email, "LeadSource": "Web"}``, and saves
-    ``app_metadata.recordedAsLead = true``. The token request is awaited (at most
-    ``SALESFORCE_TIMEOUT_SECONDS``); the Lead creation is not: Bastion's outbox sends it
-    beside the login and retries it while Salesforce answers 5xx or 429 or does not
-    answer (the execution record shows its fate). If the token cannot be had, the rule
-    prints why (never a secret) and the login goes on; the flag is not set, so the next
-    login tries again.
+    then creates the Lead (``POST {instance_url}/services/data/{SALESFORCE_API_VERSION}/
+    sobjects/Lead`` with ``Authorization: Bearer <token>`` and ``{"LastName": name or
+    email, "Company": "Web channel signups", "Email": email, "LeadSource": "Web"}``) and,
+    only once Salesforce answered that it created it (HTTP 2xx), saves
+    ``app_metadata.recordedAsLead = true``. Both calls are awaited, each at most
+    ``SALESFORCE_TIMEOUT_SECONDS``. If either fails (a refused token, an error answer, a
+    timeout, the network), the rule prints why (never a secret) and the login goes on
+    without the flag: the next login tries again.
 
 Replaces the Auth0 use case
     "Track new leads in Salesforce" (with TowerData, rule 2) and "Track sign-ups in
     Salesforce with MixPanel and FullContact" (rule 3) - Auth0 docs: monitoring/guides/
     track-leads-salesforce and track-signups-salesforce, template
     ``creates-lead-salesforce``: skip if ``recordedAsLead``, password-grant token, POST
-    the Lead, set the flag, call back at once; its Slack alert on failure is replaced by
-    the outbox and the execution record. Auth0's sample used API version v20.0, which
-    Salesforce has retired: the default here is a current one.
+    the Lead, and set the flag in ``createLead``'s success callback only; a failure never
+    fails the login. Its Slack alert on failure is replaced by the execution record (the
+    rule's output). Auth0's sample used API version v20.0, which Salesforce has retired:
+    the default here is a current one.
 
 Configuration (api.configuration)
     SALESFORCE_CLIENT_ID       required. The connected app's consumer key.
@@ -34,15 +34,17 @@ Configuration (api.configuration)
                                (``https://test.salesforce.com`` for a sandbox).
     SALESFORCE_API_VERSION     optional. Default ``v60.0``.
     SALESFORCE_COMPANY         optional. The Lead's Company. Default ``Web channel signups``.
-    SALESFORCE_TIMEOUT_SECONDS optional. 0.1 to 15. Default 5.
+    SALESFORCE_TIMEOUT_SECONDS optional. 0.1 to 15, for each of the two calls. Default 5:
+                               a first login may wait up to twice that for Salesforce.
 
 Adapt
-    Map more fields in ``_lead`` (Lead's required fields are LastName and Company). The
-    queued request carries the access token: if Salesforce stays down longer than the
-    token lives, the retries end with 401 and the entry is ``failed`` (retry it from
-    ``GET /api/v2/deliveries``, or clear ``recordedAsLead`` to send it at the next
-    login). Salesforce discourages the username-password flow; a JWT bearer flow needs
-    RS256, which ``api.jwt`` does not sign.
+    Map more fields in ``_lead`` (Lead's required fields are LastName and Company). A Lead
+    creation that times out may still have been made by Salesforce: the next login then
+    creates a second one (as Auth0's rule would); use a Salesforce duplicate rule on Email
+    if that matters. The Lead is not queued in the outbox on purpose: the flag must say
+    that the Lead exists, and a queued request can still fail for good after the login.
+    Salesforce discourages the username-password flow; a JWT bearer flow needs RS256,
+    which ``api.jwt`` does not sign.
 """
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
@@ -68,7 +70,7 @@ def _lead(user, api):
     return lead
 
 
-async def _token(api):
+async def _token(api, timeout):
     """(access_token, instance_url), or None when Salesforce would not give one (printed)."""
     login_url = api.configuration.get("SALESFORCE_LOGIN_URL", "").strip().rstrip("/") or DEFAULT_LOGIN_URL
     form = {
@@ -79,8 +81,7 @@ async def _token(api):
         "password": api.configuration["SALESFORCE_PASSWORD"],
     }
     try:
-        response = await api.http.post(f"{login_url}/services/oauth2/token", data=form,
-                                       timeout=_timeout(api, "SALESFORCE_TIMEOUT_SECONDS", 5))
+        response = await api.http.post(f"{login_url}/services/oauth2/token", data=form, timeout=timeout)
         body = response.json() if response.text else {}
     except Exception as error:
         print(f"Salesforce token request failed ({type(error).__name__}: {error}); no Lead this time")
@@ -96,14 +97,42 @@ async def _token(api):
     return token, instance_url.rstrip("/")
 
 
+def _lead_error(response):
+    """Salesforce's errorCode(s) from an error answer (a list of {message, errorCode})."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, list):
+        codes = [item.get("errorCode") for item in body if isinstance(item, dict) and item.get("errorCode")]
+        return ", ".join(codes) or None
+    return body.get("error") if isinstance(body, dict) else None
+
+
+async def _create_lead(user, api, token, instance_url, timeout):
+    """True once Salesforce answered that it created the Lead; else prints why and gives False."""
+    version = api.configuration.get("SALESFORCE_API_VERSION", "").strip() or DEFAULT_API_VERSION
+    try:
+        response = await api.http.post(f"{instance_url}/services/data/{version}/sobjects/Lead",
+                                       headers={"Authorization": f"Bearer {token}"}, json=_lead(user, api),
+                                       timeout=timeout)
+    except Exception as error:
+        print(f"Salesforce Lead creation failed ({type(error).__name__}: {error}); the next login tries again")
+        return False
+    if not response.ok:
+        print(f"Salesforce Lead creation answered HTTP {response.status_code} ({_lead_error(response)}); "
+              "the next login tries again")
+        return False
+    return True
+
+
 async def rule(user, context, api):
     if user.app_metadata.get("recordedAsLead") is True:
         return
-    got = await _token(api)
+    timeout = _timeout(api, "SALESFORCE_TIMEOUT_SECONDS", 5)  # an invalid value fails the login closed
+    got = await _token(api, timeout)
     if got is None:
         return
     token, instance_url = got
-    version = api.configuration.get("SALESFORCE_API_VERSION", "").strip() or DEFAULT_API_VERSION
-    await api.http.queue("POST", f"{instance_url}/services/data/{version}/sobjects/Lead",
-                         headers={"Authorization": f"Bearer {token}"}, json=_lead(user, api))
-    await api.users.update_app_metadata(user.user_id, {"recordedAsLead": True})
+    if await _create_lead(user, api, token, instance_url, timeout):
+        await api.users.update_app_metadata(user.user_id, {"recordedAsLead": True})
