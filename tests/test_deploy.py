@@ -360,6 +360,64 @@ async def test_configuration_values_come_from_the_environment_or_what_is_set_nev
     assert await bastion.services.tenant.rule_configuration() == {"ALREADY": "set-before", "HAND_SET": "by-hand"}
 
 
+async def test_a_bundle_never_reads_a_server_setting_into_rules_configuration(bastion, tmp_path):
+    master = "the-servers-master-key-0123456789"
+    environment = {"BASTION_SECRET_KEY": master, "bastion_database_url": "postgresql://u:p@db/bastion", "FINE": "ok"}
+    folder = write(tmp_path / "bundle", {
+        "rules/uses.py": claim_rule("u", 1),
+        "rules-configs/BASTION_SECRET_KEY.json": {},
+        "rules-configs/bastion_database_url.json": {},
+        "rules-configs/FINE.json": {},
+    })
+    bundle = load_bundle(folder)
+    planned = await service.plan(bastion.services, bundle, environment=environment)
+    assert len(planned.errors) == 2
+    assert planned.errors[0].startswith("rules-configs/BASTION_SECRET_KEY.json: the key BASTION_SECRET_KEY is refused")
+    assert planned.errors[1].startswith("rules-configs/bastion_database_url.json: the key bastion_database_url is refused")
+    assert planned.config_set == ("FINE",)
+    with pytest.raises(BundleError, match="BASTION_SECRET_KEY is refused"):
+        await service.apply(bastion.services, bundle, actor="t", source="x", ref=None, commit=None, path=None,
+                            environment=environment)
+    assert await stored_rules(bastion) == {} and await bastion.services.tenant.rule_configuration() == {}
+    assert await service.history(bastion.services) == []
+
+    # A prefix cannot reach them either (BASTION_ + SECRET_KEY), but the namespace kept for rules can.
+    prefixed = write(tmp_path / "prefixed", {"rules/uses.py": claim_rule("u", 1), "rules-configs/SECRET_KEY.json": {}})
+    planned = await service.plan(bastion.services, load_bundle(prefixed), env_prefix="BASTION_", environment=environment)
+    assert planned.errors == ("rules-configs/SECRET_KEY.json: the environment variable BASTION_SECRET_KEY is refused: names "
+                              "starting with BASTION_ are the server's own settings (rules' values may live under "
+                              "BASTION_RULES_CONFIG_)",)
+    planned = await service.plan(bastion.services, load_bundle(prefixed), env_prefix="BASTION_RULES_CONFIG_",
+                                 environment={"BASTION_RULES_CONFIG_SECRET_KEY": "for-a-rule"})
+    assert not planned.errors and planned.config_set == ("SECRET_KEY",)
+
+
+def test_no_setting_lives_in_the_namespace_kept_for_rules_values():
+    """values.py reads BASTION_RULES_CONFIG_* for rules: a setting named there would be readable by a bundle."""
+    from bastion.deploy.values import RULES_CONFIG_PREFIX
+    from bastion.settings import Settings
+
+    kept = RULES_CONFIG_PREFIX.removeprefix("BASTION_").lower()
+    assert [name for name in Settings.model_fields if name.lower().startswith(kept)] == []
+
+
+def test_the_cli_refuses_a_bundle_naming_the_servers_master_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("BASTION_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("BASTION_SECRET_KEY", "cli-master-key-0123456789abcdef")
+    runner = CliRunner()
+    assert runner.invoke(main_command(), ["migrate"]).exit_code == 0
+    folder = write(tmp_path / "bundle", {"rules/uses.py": claim_rule("u", 1), "rules-configs/BASTION_SECRET_KEY.json": {}})
+    result = runner.invoke(main_command(), ["deploy", str(folder)])
+    assert result.exit_code == 1, result.output
+    assert "the key BASTION_SECRET_KEY is refused" in result.output and "nothing was changed" in result.output
+    assert "cli-master-key" not in result.output
+    prefixed = write(tmp_path / "prefixed", {"rules/uses.py": claim_rule("u", 1), "rules-configs/SECRET_KEY.json": {}})
+    result = runner.invoke(main_command(), ["deploy", str(prefixed), "--env-prefix", "BASTION_"])
+    assert result.exit_code == 1 and "the environment variable BASTION_SECRET_KEY is refused" in result.output
+    assert "no rules" in runner.invoke(main_command(), ["rules", "list"]).output
+    assert "no deployments" in runner.invoke(main_command(), ["deploy", "history"]).output
+
+
 # -- history, rollback, drift ------------------------------------------------------------
 
 
@@ -396,6 +454,56 @@ async def test_rollback_needs_an_earlier_deployment(bastion, tmp_path):
         await service.rollback(bastion.services, None, actor="t")
 
 
+def test_the_cli_status_exit_code_fails_on_drift(tmp_path, monkeypatch):
+    monkeypatch.setenv("BASTION_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("API_KEY", "deployed-value")
+    runner = CliRunner()
+    assert runner.invoke(main_command(), ["migrate"]).exit_code == 0
+    folder = write(tmp_path / "bundle", {"rules/alpha.py": claim_rule("a", 1), "rules-configs/API_KEY.json": {}})
+    assert runner.invoke(main_command(), ["deploy", str(folder)]).exit_code == 0
+    clean = runner.invoke(main_command(), ["deploy", "status", "--exit-code"])
+    assert clean.exit_code == 0 and "no drift" in clean.output
+
+    by_hand = write(tmp_path / "extra", {"by_hand.py": claim_rule("h", 1)})
+    assert runner.invoke(main_command(), ["rules", "add", str(by_hand / "by_hand.py")]).exit_code == 0
+    drifted = runner.invoke(main_command(), ["deploy", "status", "--exit-code"])
+    assert drifted.exit_code == 1 and "+ created    by-hand" in drifted.output
+    # Without --exit-code the report is the same and the status 0.
+    reported = runner.invoke(main_command(), ["deploy", "status"])
+    assert reported.exit_code == 0 and "+ created    by-hand" in reported.output
+
+    # A value set by hand is drift too, shown by name only.
+    assert runner.invoke(main_command(), ["rules", "config", "set", "API_KEY", "changed-by-hand"]).exit_code == 0
+    drifted = runner.invoke(main_command(), ["deploy", "status", "--exit-code"])
+    assert drifted.exit_code == 1 and "~ config     API_KEY  (value changed)" in drifted.output
+    assert "changed-by-hand" not in drifted.output and "deployed-value" not in drifted.output
+
+
+def test_the_cli_rollback_plan_prints_the_plan_and_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("BASTION_VAR_DIR", str(tmp_path / "var"))
+    runner = CliRunner()
+    assert runner.invoke(main_command(), ["migrate"]).exit_code == 0
+    first = write(tmp_path / "one", {"rules/alpha.py": claim_rule("a", 1), "rules/alpha.json": {"order": 1}})
+    second = write(tmp_path / "two", {"rules/alpha.py": claim_rule("a", 2), "rules/alpha.json": {"order": 1},
+                                      "rules/beta.py": claim_rule("b", 1), "rules/beta.json": {"order": 2}})
+    assert runner.invoke(main_command(), ["deploy", str(first)]).exit_code == 0
+    assert runner.invoke(main_command(), ["deploy", str(second)]).exit_code == 0
+    history = runner.invoke(main_command(), ["deploy", "history"]).output.splitlines()
+    first_id = history[-1].split()[0]
+    rules_before = runner.invoke(main_command(), ["rules", "list"]).output
+
+    for arguments in (["deploy", "rollback", "--plan"], ["deploy", "rollback", first_id, "--plan"]):
+        planned = runner.invoke(main_command(), arguments)
+        assert planned.exit_code == 0, planned.output
+        assert f"Plan: rollback to deployment {first_id}" in planned.output
+        assert "~ change   alpha  (script)" in planned.output and "- remove   beta  (login_success, order 2)" in planned.output
+        assert "rolled back" not in planned.output
+
+    assert runner.invoke(main_command(), ["rules", "list"]).output == rules_before
+    assert runner.invoke(main_command(), ["deploy", "history"]).output.splitlines() == history
+    assert "no drift" in runner.invoke(main_command(), ["deploy", "status"]).output
+
+
 async def test_drift_reports_changes_made_through_the_management_api(bastion, tmp_path):
     assert (await service.drift(bastion.services)).deployment is None
     await deploy(bastion, write(tmp_path / "one", {
@@ -419,6 +527,61 @@ async def test_drift_reports_changes_made_through_the_management_api(bastion, tm
     text = render_drift(found)
     assert "+ created    by-hand" in text and "^ reordered  alpha  (1 -> 10)" in text and "- deleted    gamma" in text
     assert "+    context.id_token['https://example.com/a'] = 9" in text
+
+
+async def test_drift_reports_configuration_values_changed_added_or_removed_by_their_digests(bastion, tmp_path):
+    deployment = await deploy(bastion, write(tmp_path / "one", {
+        "rules/uses.py": claim_rule("u", 1), "rules-configs/API_KEY.json": {}, "rules-configs/OTHER.json": {},
+    }), environment={"API_KEY": "first-value", "OTHER": "other-value"})
+    digests = deployment.snapshot["config_digests"]
+    assert sorted(digests) == ["API_KEY", "OTHER"] and len(set(digests.values())) == 2
+    assert "first-value" not in json.dumps(deployment.snapshot) + json.dumps(deployment.summary)
+    assert (await service.drift(bastion.services)).drifted is False
+
+    # The same value written again is no drift; another value is.
+    assert (await bastion.management("PUT", "/rules-configs/API_KEY", json={"value": "first-value"})).status_code == 200
+    assert (await service.drift(bastion.services)).drifted is False
+    assert (await bastion.management("PUT", "/rules-configs/API_KEY", json={"value": "rotated"})).status_code == 200
+    assert (await bastion.management("PUT", "/rules-configs/NEW_KEY", json={"value": "by-hand"})).status_code == 200
+    assert (await bastion.management("DELETE", "/rules-configs/OTHER")).status_code == 204
+    found = await service.drift(bastion.services)
+    assert found.drifted and found.changes.empty
+    assert (found.changed_config_keys, found.added_config_keys, found.missing_config_keys) == (("API_KEY",), ("NEW_KEY",), ("OTHER",))
+    from bastion.deploy.drift import render_drift
+
+    text = render_drift(found)
+    assert "~ config     API_KEY  (value changed)" in text and "+ config     NEW_KEY  (key added since)" in text
+    assert "- config     OTHER  (no longer set)" in text
+    assert "rotated" not in text and "by-hand" not in text and "first-value" not in text
+
+    # A deployment records the values as they now are (set by hand too): no drift after it.
+    await deploy(bastion, write(tmp_path / "two", {"rules/uses.py": claim_rule("u", 1), "rules-configs/API_KEY.json": {}}),
+                 environment={})
+    assert (await service.drift(bastion.services)).drifted is False
+
+
+def test_value_digests_need_the_servers_secret_and_bind_the_key():
+    import hashlib
+
+    from bastion.deploy.values import ValueDigests
+
+    ours, theirs = ValueDigests("a" * 32), ValueDigests("b" * 32)
+    assert ours.of("API_KEY", "v") == ValueDigests("a" * 32).of("API_KEY", "v")
+    assert ours.of("API_KEY", "v") != theirs.of("API_KEY", "v")  # not computable without the secret
+    assert ours.of("API_KEY", "v") != ours.of("OTHER", "v")  # equal values do not show under two keys
+    assert ours.of("API_KEY", "v") not in (hashlib.sha256(b"v").hexdigest(), hashlib.sha256(b"API_KEY\x00v").hexdigest())
+
+
+async def test_a_deployment_recorded_before_digests_reports_only_its_missing_keys(bastion):
+    async with bastion.services.database.transaction() as session:
+        await admin.set_rule_config(session, bastion.services.sealer, key="NAMED", value="v")
+        await admin.set_rule_config(session, bastion.services.sealer, key="HAND_SET", value="v")
+        await deployment_store.lock_deployments(session)
+        await deployment_store.insert_deployment(
+            session, id="dep_old", source="s", ref=None, commit=None, path=None, content_hash="0" * 64, actor="t",
+            snapshot={"rules": [], "config_keys": ["NAMED", "GONE"]}, summary={}, rollback_of=None)
+    found = await service.drift(bastion.services)
+    assert found.missing_config_keys == ("GONE",) and not found.changed_config_keys and not found.added_config_keys
 
 
 # -- manual rules ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.deploy import service
 from bastion.storage import rules as rule_store
 
 SECRET = "webhook-secret-0123456789"
@@ -67,10 +68,11 @@ def github(commit: str, branch: str = "main", repository: str = REPOSITORY) -> t
     return {"X-GitHub-Event": "push", "X-Hub-Signature-256": signature, "X-GitHub-Delivery": "1"}, body
 
 
-def gitlab(commit: str, branch: str = "main", token: str = SECRET) -> tuple[dict, dict]:
+def gitlab(commit: str, branch: str = "main", token: str = SECRET, repository: str = REPOSITORY) -> tuple[dict, dict]:
     payload = {"object_kind": "push", "event_name": "push", "ref": f"refs/heads/{branch}", "checkout_sha": commit,
-               "after": commit, "project": {"path_with_namespace": REPOSITORY, "git_http_url": f"https://gitlab.com/{REPOSITORY}.git",
-                                            "web_url": f"https://gitlab.com/{REPOSITORY}"}}
+               "after": commit, "user_username": "bob", "user_name": "Bob",
+               "project": {"path_with_namespace": repository, "git_http_url": f"https://gitlab.com/{repository}.git",
+                           "web_url": f"https://gitlab.com/{repository}"}}
     return {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": token}, json.dumps(payload).encode()
 
 
@@ -78,7 +80,8 @@ def bitbucket(commit: str, branch: str = "main") -> tuple[dict, dict]:
     payload = {"push": {"changes": [{"new": {"type": "branch", "name": branch, "target": {"type": "commit", "hash": commit}},
                                      "old": None, "created": True, "closed": False}]},
                "repository": {"full_name": REPOSITORY, "type": "repository",
-                              "links": {"html": {"href": f"https://bitbucket.org/{REPOSITORY}"}}}}
+                              "links": {"html": {"href": f"https://bitbucket.org/{REPOSITORY}"}}},
+               "actor": {"type": "user", "display_name": "Carol C", "nickname": "carol"}}
     body = json.dumps(payload).encode()
     signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     return {"X-Event-Key": "repo:push", "X-Hub-Signature": signature}, body
@@ -88,12 +91,14 @@ def azure_devops(commit: str, branch: str = "main", password: str = SECRET) -> t
     payload = {"eventType": "git.push", "publisherId": "tfs",
                "resource": {"refUpdates": [{"name": f"refs/heads/{branch}", "oldObjectId": "0" * 40, "newObjectId": commit}],
                             "repository": {"name": "rules", "project": {"name": "acme"},
-                                           "remoteUrl": "https://dev.azure.com/org/acme/_git/rules"}}}
+                                           "remoteUrl": "https://dev.azure.com/org/acme/_git/rules"},
+                            "pushedBy": {"displayName": "Dave", "uniqueName": "dave@example.com"}}}
     credentials = base64.b64encode(f"bastion:{password}".encode()).decode()
     return {"Authorization": f"Basic {credentials}"}, json.dumps(payload).encode()
 
 
 PUSHES = {"github": github, "gitlab": gitlab, "bitbucket": bitbucket, "azure-devops": azure_devops}
+PUSHERS = {"github": "alice", "gitlab": "bob", "bitbucket": "carol", "azure-devops": "dave@example.com"}
 
 
 @pytest.fixture
@@ -128,6 +133,8 @@ async def test_a_verified_push_deploys_the_pushed_commit(app, repository, provid
     second = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("two")})
     assert (await post(app, provider, *PUSHES[provider](second))).json()["deployed"] is True
     assert await deployed_scripts(app) == {"tag-tokens": claim_rule("two")}
+    # The actor names the pusher as the provider's payload does.
+    assert [d.actor for d in await service.history(app.services)] == [f"webhook:{provider}:{PUSHERS[provider]}"] * 2
 
     # A login runs what was deployed.
     client = await app.create_client()
@@ -182,11 +189,85 @@ async def test_an_invalid_bundle_changes_nothing_and_is_logged(app, repository):
     assert failure["details"]["commit"] == bad and failure["details"]["problems"]
 
 
-async def test_a_commit_git_cannot_fetch_is_a_bad_gateway(app, repository):
-    repository.commit({"bastion/rules/tag-tokens.py": claim_rule("one")})
-    response = await post(app, "bitbucket", *bitbucket("f" * 40))
-    assert response.status_code == 502 and response.json()["deployed"] is False
+async def test_a_repository_git_cannot_fetch_is_a_bad_gateway(bastion_with, tmp_path):
+    async with bastion_with(deploy_repository=REPOSITORY, deploy_git_url=str(tmp_path / "nowhere.git"),
+                            deploy_webhook_secret=SECRET) as app:
+        response = await post(app, "bitbucket", *bitbucket("f" * 40))
+        assert response.status_code == 502 and response.json()["deployed"] is False
+        assert "git fetch" in response.json()["problems"][0]
+        assert await deployed_scripts(app) == {}
+
+
+async def test_only_the_branch_head_deploys_and_a_redelivery_records_nothing(app, repository):
+    first = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("one")})
+    first_push = github(first)
+    assert (await post(app, "github", *first_push)).json()["deployed"] is True
+    second = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("two")})
+    second_push = github(second)
+    assert (await post(app, "github", *second_push)).json()["deployed"] is True
+
+    # The first push delivered again (late, or replayed): the rules stay at the branch's head.
+    replayed = await post(app, "github", *first_push)
+    assert replayed.status_code == 200, replayed.text
+    assert replayed.json()["deployed"] is False and "not the head of main" in replayed.json()["reason"]
+    assert await deployed_scripts(app) == {"tag-tokens": claim_rule("two")}
+    # A commit the branch never had deploys nothing either.
+    unknown = await post(app, "github", *github("f" * 40))
+    assert unknown.status_code == 200 and unknown.json()["deployed"] is False
+
+    # The head's push delivered again: nothing to change, nothing recorded.
+    again = await post(app, "github", *second_push)
+    assert again.status_code == 200 and again.json() == {"deployed": False, "commit": second, "reason": "already deployed"}
+    assert len(await service.history(app.services)) == 2
+
+    # Once the rules were changed by hand, the same delivery deploys the head again.
+    [rule] = (await app.management("GET", "/rules")).json()
+    assert (await app.management("PATCH", f"/rules/{rule['id']}", json={"enabled": False})).status_code == 200
+    redeployed = await post(app, "github", *second_push)
+    assert redeployed.json()["deployed"] is True
+    assert len(await service.history(app.services)) == 3
+    assert [r["enabled"] for r in (await app.management("GET", "/rules")).json()] == [True]
+
+
+async def test_a_gitlab_subgroup_ending_like_the_repository_is_another_repository(app, repository):
+    commit = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("one")})
+    response = await post(app, "gitlab", *gitlab(commit, repository="evilgroup/acme/rules"))
+    assert response.status_code == 403, response.text
+    # Names compare as the providers resolve them: case-insensitively, but whole.
+    assert (await post(app, "gitlab", *gitlab(commit, repository="acme/rules-old"))).status_code == 403
+    assert (await post(app, "gitlab", *gitlab(commit, repository="Acme/Rules"))).json()["deployed"] is True
+
+
+async def test_a_configured_url_matches_the_payloads_url_exactly(bastion_with, repository):
+    async with bastion_with(deploy_repository="https://gitlab.com/acme/rules.git", deploy_git_url=str(repository.bare),
+                            deploy_webhook_secret=SECRET, deploy_path="bastion") as app:
+        commit = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("one")})
+        assert (await post(app, "gitlab", *gitlab(commit, repository="evilgroup/acme/rules"))).status_code == 403
+        assert (await post(app, "gitlab", *gitlab(commit))).json()["deployed"] is True
+
+
+async def test_a_push_never_reads_a_server_setting_into_rules_configuration(app, repository, monkeypatch):
+    monkeypatch.setenv("BASTION_SECRET_KEY", "the-servers-master-key-0123456789")
+    monkeypatch.setenv("BASTION_RULES_CONFIG_BASTION_SECRET_KEY", "the-servers-master-key-0123456789")
+    commit = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("one"),
+                                "bastion/rules-configs/BASTION_SECRET_KEY.json": "{}"})
+    response = await post(app, "github", *github(commit))
+    assert response.status_code == 422, response.text
+    assert any("BASTION_SECRET_KEY" in problem and "refused" in problem for problem in response.json()["problems"])
     assert await deployed_scripts(app) == {}
+    assert await app.services.tenant.rule_configuration() == {}
+    assert await service.history(app.services) == []
+
+
+async def test_a_push_reads_values_under_the_webhook_prefix_only(app, repository, monkeypatch):
+    monkeypatch.setenv("TAG", "unprefixed: never read by a webhook")
+    commit = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("one"), "bastion/rules-configs/TAG.json": "{}"})
+    refused = await post(app, "github", *github(commit))
+    assert refused.status_code == 422 and "BASTION_RULES_CONFIG_TAG" in refused.json()["problems"][0]
+
+    monkeypatch.setenv("BASTION_RULES_CONFIG_TAG", "from-the-prefixed-variable")
+    assert (await post(app, "github", *github(commit))).json()["deployed"] is True
+    assert await app.services.tenant.rule_configuration() == {"TAG": "from-the-prefixed-variable"}
 
 
 async def test_webhooks_are_off_until_configured(bastion):

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     deploy_webhook_secret: str | None = None  # GitHub/Bitbucket HMAC secret, GitLab token, Azure DevOps password
     deploy_webhook_username: str = "bastion"  # Azure DevOps basic-auth user name
     deploy_git_timeout: float = 60.0  # seconds git may take to fetch a commit
+    # a webhook deploy reads rules-configs/KEY's value from the variable PREFIX+KEY only (never a BASTION_ setting)
+    deploy_env_prefix: str = Field("BASTION_RULES_CONFIG_", min_length=1)
 
     rules_workers: int = 2
     rules_timeout: float = 20.0

@@ -309,6 +309,7 @@ def _config_keys(reader: _Reader, folder: Path) -> list[str]:
         if "value" in data:
             reader.warnings.append(
                 f"{shown}: the value given in the repository is ignored and never stored; "
-                f"it comes from the environment variable {key} (after --env-prefix) or what is already set"
+                f"it comes from the environment variable {key} (after the prefix: --env-prefix, or "
+                "BASTION_DEPLOY_ENV_PREFIX for a webhook) or what is already set"
             )
     return sorted(keys)

@@ -178,7 +178,8 @@ def deploy_rollback(deployment_id: str | None, plan_only: bool) -> None:
 @deploy_group.command("status")
 @click.option("--exit-code", is_flag=True, help="Exit with status 1 when the rules drifted.")
 def deploy_status(exit_code: bool) -> None:
-    """Drift: rules created, changed, re-ordered, enabled, disabled or deleted since the last deployment."""
+    """Drift since the last deployment: rules created, changed, re-ordered, enabled, disabled or deleted, and
+    configuration values changed, added or removed."""
     from bastion.deploy import service
     from bastion.deploy.drift import render_drift
 

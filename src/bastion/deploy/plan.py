@@ -7,8 +7,9 @@ and its printed form. Pure: service.py reads the database and applies the plan.
     rule changes      current managed rules -> desired rules (added, changed, re-ordered, enabled,
                       disabled, removed; a stage or language change replaces the rule)
     configuration     per key the bundle names: set (from the environment), kept (already set),
-                      or an error (no value anywhere); keys the last deployment named and this
-                      bundle does not: removed
+                      or an error (no value anywhere, or a key or variable that would read one of
+                      the server's own settings: values.py); keys the last deployment named and
+                      this bundle does not: removed
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from bastion.deploy.bundle import Bundle, BundleRule
 from bastion.deploy.changes import RuleChanges, RuleState, compare_rules
+from bastion.deploy.values import environment_problem
 from bastion.rules.admin import MAX_ORDER
 from bastion.storage.records import Deployment, Rule
 
@@ -101,6 +103,10 @@ def build_plan(
 
     config_set, config_kept, values = [], [], {}
     for key in bundle.config_keys:
+        refused = environment_problem(key, config.env_prefix)
+        if refused:  # never look it up: the server's own settings must not reach api.configuration
+            errors.append(f"rules-configs/{key}.json: {refused}")
+            continue
         variable = config.env_prefix + key
         value = config.environment.get(variable)
         if value:

@@ -11,7 +11,9 @@
                     through bastion.rules.admin, the Management API's own checks
     write config    set the keys whose value comes from the environment, remove the keys the
                     last deployment named and this bundle no longer does
-    record          the deployment (the rules exactly as left, the plan's summary) and a log event
+    record          the deployment (the rules exactly as left, the configuration keys it names,
+                    a keyed digest of every configuration value now stored: values.py; the
+                    plan's summary) and a log event
     then            the tenant cache is invalidated
 """
 
@@ -28,6 +30,7 @@ from bastion.deploy.drift import Drift, compute_drift
 from bastion.deploy.errors import BundleError, DeployError
 from bastion.deploy.git import display_url
 from bastion.deploy.plan import ConfigState, Plan, build_plan, build_rollback_plan
+from bastion.deploy.values import ValueDigests
 from bastion.errors import ManagementError
 from bastion.events import EventType, record_event
 from bastion.rules import admin
@@ -71,6 +74,13 @@ async def _stored_config(session: AsyncSession, sealer: Sealer) -> dict[str, str
     return values
 
 
+async def _value_digests(session: AsyncSession, services: Services) -> dict[str, str | None]:
+    """Key -> the keyed digest of its value (None when the value cannot be unsealed)."""
+    digests = ValueDigests(services.settings.secret_key or "")
+    return {key: None if value is None else digests.of(key, value)
+            for key, value in (await _stored_config(session, services.sealer)).items()}
+
+
 async def _latest(session: AsyncSession) -> Deployment | None:
     found = await deployment_store.list_deployments(session, limit=1)
     return found[0] if found else None
@@ -106,21 +116,32 @@ async def plan(
 async def apply(
     services: Services, bundle: Bundle, *, actor: str, source: str, ref: str | None, commit: str | None,
     path: str | None, env_prefix: str = "", environment: Mapping[str, str] | None = None,
-) -> Deployment:
+    skip_if_deployed: bool = False,
+) -> Deployment | None:
     """Plan and apply in one transaction, and record the deployment. Nothing changes when it raises:
-    BundleError when the plan has errors, DeployError when a write is refused."""
+    BundleError when the plan has errors, DeployError when a write is refused.
+
+    With `skip_if_deployed` (a webhook's redelivery), when the latest deployment is of this same
+    commit and path and the plan changes nothing, nothing is recorded and None is returned: a
+    provider delivering one push twice must not fill the history with empty deployments. It is
+    decided under the deploy lock, so two deliveries at once record one deployment at most."""
     async with services.database.transaction() as session:
         await deployment_store.lock_deployments(session)
         planned = await _plan_in(session, services, bundle, source=source, env_prefix=env_prefix, environment=environment)
         if planned.errors:  # the bundle cannot be deployed here (a key without a value, an order a manual rule holds)
             raise BundleError(list(planned.errors))
+        if skip_if_deployed and commit and not planned.has_changes:
+            latest = await _latest(session)
+            if latest is not None and latest.commit == commit and latest.path == path:
+                return None
         await _write_rules(session, planned.changes, await _all_rules(session))
         for key in planned.config_set:
             await _admin_write(admin.set_rule_config(session, services.sealer, key=key, value=planned.config_values[key]), key)
         for key in planned.config_removed:
             await _admin_write(admin.delete_rule_config(session, key=key), key)
         deployment = await _record(
-            session, planned, actor=actor, source=display_url(source), ref=ref, commit=commit, path=path, rollback_of=None,
+            session, services, planned, actor=actor, source=display_url(source), ref=ref, commit=commit, path=path,
+            rollback_of=None,
         )
     services.tenant.invalidate()
     return deployment
@@ -168,7 +189,7 @@ async def rollback(services: Services, deployment_id: str | None, *, actor: str)
             raise DeployError(list(planned.errors))
         await _write_rules(session, planned.changes, await _all_rules(session))
         deployment = await _record(
-            session, planned, actor=actor, source=target.source, ref=target.ref, commit=target.commit, path=target.path,
+            session, services, planned, actor=actor, source=target.source, ref=target.ref, commit=target.commit, path=target.path,
             rollback_of=target.id,
         )
     services.tenant.invalidate()
@@ -211,16 +232,20 @@ async def _write_rules(session: AsyncSession, changes: RuleChanges, current: lis
 
 
 async def _record(
-    session: AsyncSession, planned: Plan, *, actor: str, source: str, ref: str | None, commit: str | None,
-    path: str | None, rollback_of: str | None,
+    session: AsyncSession, services: Services, planned: Plan, *, actor: str, source: str, ref: str | None,
+    commit: str | None, path: str | None, rollback_of: str | None,
 ) -> Deployment:
-    """The deployment, with the managed rules read back as they now are, and its log event."""
+    """The deployment, with the managed rules read back as they now are, the digests of every
+    configuration value now stored (named by the deployment or set by hand: drift reports a
+    change to either), and its log event."""
     manual_names = await deployment_store.manual_rule_names(session)
     applied = [RuleState.of(rule) for rule in await _all_rules(session) if rule.name not in manual_names]
+    digests = await _value_digests(session, services)
     deployment = await deployment_store.insert_deployment(
         session, id=new_id("dep_"), source=source, ref=ref, commit=commit, path=path,
         content_hash=planned.content_hash, actor=actor[:255], rollback_of=rollback_of, summary=planned.summary(),
-        snapshot={"rules": [rule.to_json() for rule in applied], "config_keys": list(planned.config_keys)},
+        snapshot={"rules": [rule.to_json() for rule in applied], "config_keys": list(planned.config_keys),
+                  "config_digests": dict(sorted(digests.items()))},
     )
     details = {"deployment_id": deployment.id, "source": source, "commit": commit, "actor": deployment.actor}
     if rollback_of:
@@ -238,7 +263,7 @@ async def drift(services: Services) -> Drift:
         return compute_drift(
             await _latest(session), current=await _all_rules(session),
             manual_names=await deployment_store.manual_rule_names(session),
-            stored_keys=await rule_store.list_rule_config_keys(session),
+            stored_digests=await _value_digests(session, services),
         )
 
 

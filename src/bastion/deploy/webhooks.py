@@ -6,20 +6,25 @@
     POST /deploy/webhooks/azure-devops  Authorization: Basic (BASTION_DEPLOY_WEBHOOK_USERNAME, the secret)
 
 Each request is verified with the provider's own scheme (constant-time comparisons) before
-its body is read as JSON. Only a push to the configured repository
-(BASTION_DEPLOY_REPOSITORY: its full name, e.g. `acme/rules`, or its URL) and branch
-(BASTION_DEPLOY_BRANCH) deploys. Bastion then fetches that commit with git from
-BASTION_DEPLOY_GIT_URL (default: the repository setting, when it is a URL or a path) and
-deploys BASTION_DEPLOY_PATH of it, as `bastion deploy` would. The outcome is a deployment
-record (deploy/service.py) and a log event (`sapi`, or `fapi` when it failed), and the
-answer says what happened: the provider shows it in its delivery log.
+its body is read as JSON. Only a push to the configured repository (BASTION_DEPLOY_REPOSITORY:
+exactly the full name the provider documents, e.g. `acme/rules`, or exactly its URL; never a
+suffix, so GitLab's `evilgroup/acme/rules` is not `acme/rules`) and branch
+(BASTION_DEPLOY_BRANCH) deploys.
+
+Bastion then fetches the configured branch with git from BASTION_DEPLOY_GIT_URL (default: the
+repository setting) and deploys only when the pushed commit is the branch's head now: a late
+or redelivered older push must never roll the rules back, and the branch, not the payload, is
+the truth. A push of the commit the latest deployment already holds, with nothing to change,
+records nothing (a provider's redelivery). Values of rules-configs keys come from the
+variables BASTION_DEPLOY_ENV_PREFIX + KEY only (values.py). The actor recorded is
+`webhook:<provider>:<pusher>`, the pusher as each provider's payload names them.
 
 Answers: 401 when the signature or token is wrong (nothing else is said), 200 with
-`{"deployed": false, "reason": ...}` for an event that is not a push to the configured
-branch (GitHub's ping, another branch, a deleted branch), 403 for a push to another
-repository, 200 `{"deployed": true, "deployment": ...}` or 422 `{"deployed": false,
-"problems": [...]}` when the bundle is invalid (nothing was changed), 502 when git cannot
-fetch the commit.
+`{"deployed": false, "reason": ...}` for an event that deploys nothing (GitHub's ping, another
+branch, a deleted branch, a commit that is no longer the branch's head, a commit already
+deployed), 403 for a push to another repository, 200 `{"deployed": true, "deployment": ...}` or
+422 `{"deployed": false, "problems": [...]}` when the bundle is invalid (nothing was changed),
+502 when git cannot fetch the branch.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -51,37 +57,54 @@ MAX_BODY = 5 * 1024 * 1024  # push payloads list commits: larger than the app's 
 
 @dataclass(frozen=True)
 class PushEvent:
-    """What a provider's push tells: which repository (every name it goes by), branch and commit."""
+    """What a provider's push tells: which repository (its full name as the provider documents
+    it, and its URLs), branch, commit, and who pushed."""
 
     provider: str
-    repositories: frozenset[str]
+    repository: str | None
+    urls: frozenset[str]
     branch: str | None
     commit: str | None
+    pusher: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """`webhook:<provider>:<pusher>` (printable characters only: it is shown in history and logs)."""
+        pusher = "".join(c for c in self.pusher or "" if c.isprintable()).strip()
+        return f"webhook:{self.provider}:{pusher}" if pusher else f"webhook:{self.provider}"
 
 
 class NotAPush(Exception):
     """A verified event that deploys nothing (a ping, a tag, a deleted branch)."""
 
 
+def _is_url(value: str) -> bool:
+    return "://" in value or bool(re.match(r"^[\w.-]+@[\w.-]+:", value))  # scp-like ssh: git@github.com:acme/rules
+
+
 def normalized_repository(value: str) -> str:
-    """`https://github.com/Acme/Rules.git/` and `acme/rules` compare by what follows the host."""
+    """A repository's name or URL as compared: lower case (the four providers resolve names
+    case-insensitively), without a trailing `/` or `.git`; a URL as host and path, without its
+    scheme and credentials (`https://github.com/Acme/Rules.git` and `git@github.com:acme/rules`
+    are both `github.com/acme/rules`)."""
     text = value.strip().lower().rstrip("/")
     text = text.removesuffix(".git")
     if "://" in text:
         text = text.split("://", 1)[1]
         text = text.split("@", 1)[-1]  # drop credentials
-    elif text.startswith("git@") and ":" in text:  # scp-like ssh: git@github.com:acme/rules
+    elif _is_url(text):
         text = text.split("@", 1)[1].replace(":", "/", 1)
     return text
 
 
-def _matches(configured: str, names: frozenset[str]) -> bool:
+def _matches(configured: str, push: PushEvent) -> bool:
+    """Exactly the configured repository: its full name against the payload's full name, or its
+    URL against the payload's URLs. Never a suffix: GitLab's `evilgroup/acme/rules` (anyone
+    may create a group holding an `acme/rules`) is not `acme/rules`."""
     wanted = normalized_repository(configured)
-    for name in names:
-        candidate = normalized_repository(name)
-        if candidate == wanted or candidate.endswith("/" + wanted) or wanted.endswith("/" + candidate):
-            return True
-    return False
+    if _is_url(configured.strip()):
+        return any(normalized_repository(url) == wanted for url in push.urls)
+    return push.repository is not None and normalized_repository(push.repository) == wanted
 
 
 def _branch_of(ref: str | None) -> str | None:
@@ -92,6 +115,10 @@ def _branch_of(ref: str | None) -> str | None:
 
 def _names(*values: Any) -> frozenset[str]:
     return frozenset(v for v in values if isinstance(v, str) and v)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 # -- verification, one per provider ----------------------------------------------------
@@ -141,24 +168,28 @@ def parse_github(headers, payload: dict) -> PushEvent:
         raise NotAPush("the branch was deleted")
     repository = payload.get("repository") or {}
     return PushEvent(
-        provider="github", branch=_branch_of(payload.get("ref")), commit=payload.get("after"),
-        repositories=_names(repository.get("full_name"), repository.get("clone_url"), repository.get("html_url"),
-                            repository.get("ssh_url"), repository.get("git_url")),
+        provider="github", branch=_branch_of(payload.get("ref")), commit=_text(payload.get("after")),
+        repository=_text(repository.get("full_name")),
+        urls=_names(repository.get("clone_url"), repository.get("html_url"), repository.get("ssh_url"),
+                    repository.get("git_url")),
+        pusher=_text((payload.get("pusher") or {}).get("name")),
     )
 
 
 def parse_gitlab(headers, payload: dict) -> PushEvent:
     if payload.get("object_kind") != "push":
         raise NotAPush(f"GitLab event {payload.get('object_kind')!r} is not a push")
-    commit = payload.get("checkout_sha")
+    commit = _text(payload.get("checkout_sha"))
     if not commit:
         raise NotAPush("the branch was deleted")
     project = payload.get("project") or {}
     repository = payload.get("repository") or {}
     return PushEvent(
         provider="gitlab", branch=_branch_of(payload.get("ref")), commit=commit,
-        repositories=_names(project.get("path_with_namespace"), project.get("git_http_url"), project.get("git_ssh_url"),
-                            project.get("web_url"), repository.get("git_http_url"), repository.get("homepage")),
+        repository=_text(project.get("path_with_namespace")),
+        urls=_names(project.get("git_http_url"), project.get("git_ssh_url"), project.get("web_url"),
+                    repository.get("git_http_url"), repository.get("homepage")),
+        pusher=_text(payload.get("user_username")),
     )
 
 
@@ -172,9 +203,11 @@ def parse_bitbucket(headers, payload: dict) -> PushEvent:
     latest = branches[-1]
     repository = payload.get("repository") or {}
     links = repository.get("links") or {}
+    actor = payload.get("actor") or {}
     return PushEvent(
-        provider="bitbucket", branch=latest.get("name"), commit=(latest.get("target") or {}).get("hash"),
-        repositories=_names(repository.get("full_name"), (links.get("html") or {}).get("href")),
+        provider="bitbucket", branch=latest.get("name"), commit=_text((latest.get("target") or {}).get("hash")),
+        repository=_text(repository.get("full_name")), urls=_names((links.get("html") or {}).get("href")),
+        pusher=_text(actor.get("nickname")) or _text(actor.get("display_name")),
     )
 
 
@@ -187,10 +220,12 @@ def parse_azure_devops(headers, payload: dict) -> PushEvent:
         raise NotAPush("the push changed no branch (or deleted it)")
     repository = resource.get("repository") or {}
     project = (repository.get("project") or {}).get("name")
+    name = repository.get("name")
     return PushEvent(
-        provider="azure-devops", branch=_branch_of(updates[-1].get("name")), commit=updates[-1].get("newObjectId"),
-        repositories=_names(repository.get("remoteUrl"), repository.get("webUrl"),
-                            f"{project}/{repository.get('name')}" if project and repository.get("name") else None),
+        provider="azure-devops", branch=_branch_of(updates[-1].get("name")), commit=_text(updates[-1].get("newObjectId")),
+        repository=f"{project}/{name}" if isinstance(project, str) and project and isinstance(name, str) and name else None,
+        urls=_names(repository.get("remoteUrl"), repository.get("webUrl")),
+        pusher=_text((resource.get("pushedBy") or {}).get("uniqueName")),
     )
 
 
@@ -238,22 +273,27 @@ class DeployWebhooks:
             return json_response({"deployed": False, "reason": str(ignored)})
         except (ValueError, AttributeError, TypeError):
             return json_response({"error": "invalid_request", "error_description": "The payload is not a push event"}, 400)
-        if not _matches(settings.deploy_repository, push.repositories):
+        if not _matches(settings.deploy_repository, push):
             return json_response({"error": "forbidden", "error_description": "This repository is not the one configured"}, 403)
         if push.branch != settings.deploy_branch or not push.commit:
             return json_response({"deployed": False, "reason": f"a push to {push.branch!r}, not {settings.deploy_branch!r}"})
         return await self._deploy(request, push)
 
     async def _deploy(self, request: Request, push: PushEvent) -> Response:
+        """Fetch the branch; deploy it only when its head is the pushed commit."""
         settings = self.services.settings
         url = settings.deploy_git_url or settings.deploy_repository
-        actor = f"webhook:{push.provider}"
         try:
-            async with git.fetch(url, push.commit, timeout=settings.deploy_git_timeout) as fetched:
+            async with git.fetch(url, f"refs/heads/{settings.deploy_branch}", timeout=settings.deploy_git_timeout) as fetched:
+                if fetched.commit != push.commit.strip().lower():
+                    reason = (f"commit {push.commit} is not the head of {settings.deploy_branch} now ({fetched.commit}): "
+                              "only the head deploys (a late or redelivered push)")
+                    log.warning("a %s push: %r", push.provider, reason)
+                    return json_response({"deployed": False, "commit": push.commit, "reason": reason})
                 bundle = service.load_bundle(fetched.path / settings.deploy_path if settings.deploy_path else fetched.path)
                 deployment = await service.apply(
-                    self.services, bundle, actor=actor, source=url, ref=push.branch, commit=fetched.commit,
-                    path=settings.deploy_path or None,
+                    self.services, bundle, actor=push.actor, source=url, ref=push.branch, commit=fetched.commit,
+                    path=settings.deploy_path or None, env_prefix=settings.deploy_env_prefix, skip_if_deployed=True,
                 )
         except FetchError as error:
             await self._failed(request, push, problems=list(error.problems))
@@ -261,6 +301,9 @@ class DeployWebhooks:
         except DeployError as error:  # an invalid bundle or plan: nothing was changed
             await self._failed(request, push, problems=list(error.problems))
             return json_response({"deployed": False, "commit": push.commit, "problems": list(error.problems)}, 422)
+        if deployment is None:
+            log.info("a %s push of %r: already deployed, nothing to change", push.provider, push.commit)
+            return json_response({"deployed": False, "commit": push.commit, "reason": "already deployed"})
         return json_response({"deployed": True, "commit": deployment.commit, "deployment": deployment.id})
 
     async def _failed(self, request: Request, push: PushEvent, *, problems: list[str]) -> None:
