@@ -265,13 +265,35 @@ async def test_ticket_with_a_non_ascii_signature_shows_link_expired_not_a_crash(
     assert page.status_code == 400 and "Link expired" in page.text
 
 
-async def test_change_password_needs_a_known_client_and_an_email(app, inbox):
+async def test_change_password_refuses_an_unknown_client_and_a_missing_email(app, inbox):
     client = await app.create_client()
     await app.create_user()
     unknown_client = await app.http.post("/dbconnections/change_password",
                                          json={"client_id": "nope", "connection": REALM, "email": "alice@example.com"})
-    assert unknown_client.status_code == 400 and unknown_client.json()["error"] == "invalid_request"
+    assert unknown_client.status_code == 400 and unknown_client.json() == {
+        "error": "invalid_request", "error_description": "Unknown client_id"}
     no_email = await app.http.post("/dbconnections/change_password", json={"client_id": client["client_id"], "connection": REALM})
     assert no_email.status_code == 400
     await _change_password(app, client)
     assert len(await inbox.wait_for(1)) == 1
+
+
+async def test_change_password_without_client_id_finds_the_connection_by_name(app, inbox):
+    """Auth0 documents client_id as optional here: the connection's name is enough."""
+    await app.create_user()
+    response = await app.http.post("/dbconnections/change_password", json={"connection": REALM, "email": "alice@example.com"})
+    assert response.status_code == 200, response.text
+    assert response.text == ANSWER
+    [message] = await inbox.wait_for(1)
+    assert inbox.recipients == [["alice@example.com"]]
+    ticket = form_field((await app.http.get(_reset_path(message))).text, "ticket")
+    changed = await app.http.post("/u/reset-password", data={"ticket": ticket, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
+    assert changed.status_code == 200 and "Password changed" in changed.text
+
+    created = await app.management("POST", "/connections", json={"name": "email", "strategy": "email"})
+    assert created.status_code == 201, created.text
+    for connection in ("No-Such-Connection", "email", ""):  # unknown, not a database connection, missing
+        refused = await app.http.post("/dbconnections/change_password", json={"connection": connection, "email": "alice@example.com"})
+        assert refused.status_code == 400, (connection, refused.text)
+        assert refused.json()["error"] == "invalid_request"
+    assert len(inbox.messages) == 1

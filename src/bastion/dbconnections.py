@@ -4,7 +4,8 @@
                                           verification email when the connection's `verify_email`
                                           option is true; the welcome email follows verification
                                           when its `welcome_email` option is true)
-    POST /dbconnections/change_password   queue a password-reset email (answers the same for unknown emails)
+    POST /dbconnections/change_password   queue a password-reset email (answers the same for unknown emails);
+                                          `client_id` is optional, as in Auth0
 
 The pages the emailed links open are in emails/pages.py.
 """
@@ -49,17 +50,23 @@ class DbConnectionRoutes:
             Route("/dbconnections/change_password", self.change_password, methods=["POST"]),
         ]
 
-    async def _database_connection(self, params: dict[str, str]) -> tuple[Connection | None, str | None]:
-        client = await self.services.tenant.client(params.get("client_id", ""))
-        if client is None:
-            return None, "Unknown client_id"
+    async def _database_connection(self, params: dict[str, str], *,
+                                   client_required: bool = True) -> tuple[Connection | None, str | None]:
+        """The database connection the request names, and the client it must be enabled for. Auth0's
+        change_password makes `client_id` optional (`client_required=False`): without one, the
+        connection is found by its name alone; a client_id that is given must still be known."""
+        client = None
+        if client_required or params.get("client_id"):
+            client = await self.services.tenant.client(params.get("client_id", ""))
+            if client is None:
+                return None, "Unknown client_id"
         name = params.get("connection")
         if not name:
             return None, "Missing required parameter: connection"
         connection = await self.services.tenant.connection(name)
         if connection is None or connection.strategy != "auth0":
             return None, "Unknown database connection"
-        if client.client_id not in connection.enabled_clients:
+        if client is not None and client.client_id not in connection.enabled_clients:
             return None, "The connection is not enabled for this client"
         return connection, None
 
@@ -109,7 +116,7 @@ class DbConnectionRoutes:
 
     async def change_password(self, request: Request) -> Response:
         params = await read_params(request)
-        connection, problem = await self._database_connection(params)
+        connection, problem = await self._database_connection(params, client_required=False)
         if connection is None:
             return json_response({"error": "invalid_request", "error_description": problem}, 400)
         email = params.get("email", "").strip()
@@ -120,12 +127,12 @@ class DbConnectionRoutes:
         if user is not None and user.email:
             async with self.services.database.transaction() as session:
                 await send_automatic_email(
-                    self.services, session, "reset_email", user=user, client_id=params.get("client_id"),
+                    self.services, session, "reset_email", user=user, client_id=params.get("client_id") or None,
                     ticket_data={"pw": password_fingerprint(user)},
                 )
                 await record_event(
                     session, EventType.SUCCESS_CHANGE_PASSWORD_REQUEST, description="Change password request",
-                    user_id=user.user_id, user_name=email, client_id=params.get("client_id"),
+                    user_id=user.user_id, user_name=email, client_id=params.get("client_id") or None,
                     connection=connection.name, ip=client_ip(request),
                 )
         return PlainTextResponse(CHANGE_PASSWORD_ANSWER)

@@ -7,8 +7,13 @@ Most email goes through the outbox (outbox.py), which retries what could not be 
 Passwordless codes are sent directly: a code that arrives late is useless, so the person
 asking is told at once instead.
 
-Without BASTION_SMTP_HOST (development), `send` writes the message to the server log
-instead and returns False.
+Without BASTION_SMTP_HOST, in development, `send` writes the message to the server log
+instead and returns False: the demo and a fresh installation read their links there. In
+production it never does: a verification or reset link in an email is a credential, and
+server logs are read by more people, and kept longer, than a mailbox. It logs only the
+recipient and the subject and raises SmtpNotConfigured (an smtplib.SMTPException), which the
+outbox treats as an SMTP server it could not reach: the entry stays queued and is retried,
+so the email goes out once BASTION_SMTP_HOST is set.
 """
 
 from __future__ import annotations
@@ -23,11 +28,16 @@ import anyio.to_thread
 
 from bastion.settings import Settings
 
-__all__ = ["Mailer"]
+__all__ = ["Mailer", "SmtpNotConfigured"]
 
 log = logging.getLogger("bastion.mail")
 
 SMTP_TIMEOUT = 10
+
+
+class SmtpNotConfigured(smtplib.SMTPException):
+    """Production without BASTION_SMTP_HOST: nothing was sent, and nothing of the body logged.
+    An SMTPException so that whoever sends treats it as a server it could not reach (and retries)."""
 
 
 class Mailer:
@@ -58,9 +68,15 @@ class Mailer:
 
     async def send(self, *, to: str, subject: str, text: str, html: str | None = None, sender: str | None = None,
                    message_id: str | None = None) -> bool:
-        """Send now; True when the SMTP server accepted it, False when it was only logged (no server)."""
+        """Send now; True when the SMTP server accepted it, False when it was only logged (no server,
+        in development). Raises smtplib.SMTPException (SmtpNotConfigured without a server in
+        production) or OSError."""
         message = self.message(to=to, subject=subject, text=text, html=html, sender=sender, message_id=message_id)
         if not self.configured:
+            if self._settings.environment == "production":
+                log.error("BASTION_SMTP_HOST is not set; an email to %s (%r) was not sent (in production its body is never logged)",
+                          to, subject)
+                raise SmtpNotConfigured("BASTION_SMTP_HOST is not set")
             log.warning("BASTION_SMTP_HOST is not set; this email was not sent:\nTo: %s\nSubject: %s\n\n%s", to, subject, text)
             return False
         await anyio.to_thread.run_sync(self._deliver, message)

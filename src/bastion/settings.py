@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     log_stream_suspend_after: float = 7 * 86400.0  # seconds of failing in a row before a stream is suspended (Auth0: 7 days)
     log_stream_gap_grace: float = 10.0  # seconds a missing log seq is waited for (a transaction not yet committed)
     segment_api_url: str = "https://api.segment.io"  # Segment's HTTP Tracking API (segment log streams)
-    password_reset_ticket_lifetime: int = 86400
+    password_reset_ticket_lifetime: int = 5 * 86400  # Auth0's default for password-change tickets: 5 days
     email_verification_ticket_lifetime: int = 5 * 86400  # Auth0's default for verification links: 5 days
     email_templates_dir: Path | None = None  # the operator's email templates, used before Bastion's own (docs/email.md)
     outbox_max_attempts: int = 12  # attempts of an email or queued request before it is marked failed

@@ -31,7 +31,7 @@ from bastion.tenant.tenant_settings import tenant_settings
 
 __all__ = [
     "VERIFY_PURPOSE", "RESET_PURPOSE", "send_account_email", "issue_ticket", "find_ticket", "use_ticket", "render_email",
-    "send_signup_emails", "send_automatic_email",
+    "send_signup_emails", "send_automatic_email", "template_enabled",
 ]
 
 VERIFY_PURPOSE = "email-verification"
@@ -149,11 +149,18 @@ async def send_signup_emails(services: Services, session: AsyncSession, *, conne
         await send_automatic_email(services, session, "welcome_email", user=user, client_id=client_id)
 
 
+async def template_enabled(services: Services, template: str) -> bool:
+    """False when the operator disabled the template (`enabled: false` in /api/v2/email-templates).
+    Bastion's own templates, never stored, are enabled."""
+    custom = await services.tenant.email_template(template)
+    return custom is None or custom.enabled
+
+
 async def send_automatic_email(services: Services, session: AsyncSession, template: str, *, user: User,
                                **options: Any) -> Delivery | None:
     """An email Bastion sends by itself (signup, verification, reset, enrolment): not when the
-    operator disabled its template (`enabled: false` in /api/v2/email-templates)."""
-    custom = await services.tenant.email_template(template)
-    if custom is not None and not custom.enabled:
+    operator disabled its template. (An explicit request for one, the verification job or
+    `verify_email: true`, is refused instead: management/account_emails.py.)"""
+    if not await template_enabled(services, template):
         return None
     return await send_account_email(services, session, template, user=user, **options)

@@ -5,7 +5,8 @@ Each template is a pair of files named after Auth0's email templates:
     verify_email.txt     "Subject: ..." on the first line, a blank line, then the text body
     verify_email.html    the HTML alternative (optional; autoescaped)
 
-Bastion's own are in `src/bastion/templates/email/`. A file of the same name in
+A template stored through the Management API (`render_string`) is an HTML body, always
+autoescaped. Bastion's own are in `src/bastion/templates/email/`. A file of the same name in
 BASTION_EMAIL_TEMPLATES_DIR replaces Bastion's; an operator's template may also extend
 Bastion's (`{% extends "bastion/verify_email.html" %}`). Templates render in Jinja2's
 sandbox, with these variables (Auth0's names):
@@ -62,6 +63,11 @@ class EmailTemplates:
     def __init__(self, operator_dir: Path | None = None):
         built_in = FileSystemLoader(BUILT_IN)
         self._built_in = _environment(built_in)
+        # A stored template is a string, so select_autoescape would not escape it (no .html
+        # name): its body is HTML, and the values it inserts (a name typed at public signup)
+        # must not become markup in the email, so it always escapes. Its subject is a header,
+        # not HTML, and is rendered without escaping.
+        self._stored_html = ImmutableSandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
         self._operator = _environment(ChoiceLoader([FileSystemLoader(operator_dir), PrefixLoader({"bastion": built_in})])) \
             if operator_dir else None
 
@@ -77,8 +83,9 @@ class EmailTemplates:
         return _render(self._built_in, name, context)
 
     def render_string(self, subject: str, body: str, **context: Any) -> RenderedEmail:
-        """A template stored through the Management API (Auth0's email-templates): an HTML body."""
-        html = self._built_in.from_string(body).render(**context)
+        """A template stored through the Management API (Auth0's email-templates): an HTML body,
+        autoescaped; the text part is derived from it (html_to_text unescapes, so it reads plain)."""
+        html = self._stored_html.from_string(body).render(**context)
         return RenderedEmail(subject=self._built_in.from_string(subject).render(**context).strip(), text=html_to_text(html), html=html)
 
 

@@ -1,6 +1,7 @@
 """Auth0's endpoints for account emails and their links, and Bastion's view of the outbox.
 
-    POST /jobs/verification-email        queue the verification email (a job: its id is the outbox entry's)
+    POST /jobs/verification-email        queue the verification email (a job: its id is the outbox entry's);
+                                         400 while the verify_email template is disabled
     GET  /jobs/{id}                      the job's status: pending, completed or failed
     POST /tickets/email-verification     a verification link, not sent: {"ticket": url}
     POST /tickets/password-change        a password reset link, not sent: {"ticket": url}
@@ -16,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.emails.account import RESET_PURPOSE, VERIFY_PURPOSE, issue_ticket, send_account_email
+from bastion.emails.account import RESET_PURPOSE, VERIFY_PURPOSE, issue_ticket, send_account_email, template_enabled
 from bastion.emails.pages import password_fingerprint
 from bastion.errors import ManagementError
 from bastion.events import EventType, record_event
@@ -25,6 +26,7 @@ from bastion.management.common import audit, services_of
 from bastion.management.paging import PageParams, list_body, page_params
 from bastion.outbox import delivery_json
 from bastion.security.handles import new_id
+from bastion.services import Services
 from bastion.storage import connections as connection_store
 from bastion.storage import deliveries as delivery_store
 from bastion.storage import users as user_store
@@ -64,10 +66,18 @@ class EmailVerificationTicket(_Body):
     organization_id: str | None = None
 
 
+class PasswordTicketIdentity(Identity):
+    """Auth0's ChangePasswordTicketIdentity: which of the user's database identities (its own, or
+    a linked secondary's) the new password is for."""
+
+    connection_id: str | None = None
+
+
 class PasswordChangeTicket(_Body):
     user_id: str | None = None
     email: str | None = None
     connection_id: str | None = None
+    identity: PasswordTicketIdentity | None = None
     result_url: str | None = None
     client_id: str | None = None
     ttl_sec: int | None = Field(None, ge=0, le=MAX_TICKET_TTL)
@@ -94,6 +104,16 @@ async def _user_with_email(session, user_id: str) -> User:
     return user
 
 
+async def refuse_disabled_template(services: Services, template: str) -> None:
+    """An explicit request for an email (the verification job, `verify_email: true`) whose template
+    the operator disabled. Auth0 sends nothing then ("You must have the Status toggle enabled");
+    Bastion says so instead of answering as if it had queued the email, so the caller knows
+    nothing will arrive. (The emails Bastion sends by itself skip a disabled template silently.)"""
+    if not await template_enabled(services, template):
+        raise ManagementError(400, f"The {template} email template is disabled: no email would be sent. Enable it with "
+                              f"PATCH /api/v2/email-templates/{template} {{\"enabled\": true}}.", "email_template_disabled")
+
+
 def _result_url(url: str | None) -> str | None:
     if url is not None and not url.startswith(("https://", "http://")):
         raise ManagementError(400, "Payload validation error: 'Object didn't pass validation for format absolute-uri-or-empty: "
@@ -111,6 +131,7 @@ async def post_verification_email_job(request: Request, body: VerificationEmailJ
         user = await _user_with_email(session, body.user_id)
         if body.client_id and await services.tenant.client(body.client_id) is None:
             raise ManagementError(404, "The client does not exist.", "inexistent_client")
+        await refuse_disabled_template(services, "verify_email")
         delivery = await send_account_email(services, session, "verify_email", user=user, client_id=body.client_id,
                                             source="verification_job", delivery_id=new_id("job_", 20))
         await record_event(session, EventType.SUCCESS_VERIFICATION_EMAIL_REQUEST, description="Verification email queued",
@@ -150,6 +171,7 @@ async def post_email_verification_ticket(request: Request, body: EmailVerificati
 async def post_password_change_ticket(request: Request, body: PasswordChangeTicket,
                                       caller: Caller = Depends(require("create:user_tickets"))):
     services = services_of(request)
+    _check_password_ticket_fields(body)
     async with services.database.transaction() as session:
         user = await _password_ticket_user(session, body)
         if user.password_hash is None:
@@ -164,10 +186,28 @@ async def post_password_change_ticket(request: Request, body: PasswordChangeTick
     return {"ticket": ticket}
 
 
+def _invalid(message: str) -> ManagementError:
+    return ManagementError(400, f"Payload validation error: {message}", "invalid_body")
+
+
+def _check_password_ticket_fields(body: PasswordChangeTicket) -> None:
+    """Auth0's documented exclusions: the user is named one way only (`user_id`, or `email` with
+    `connection_id`), and `result_url` (classic login) is not used with `client_id` or
+    `organization_id` (where the application's login route follows the reset instead)."""
+    if body.user_id is not None and (body.email is not None or body.connection_id is not None):
+        raise _invalid("'email' and 'connection_id' cannot be used with 'user_id'.")
+    if body.result_url is not None and (body.client_id is not None or body.organization_id is not None):
+        raise _invalid("'result_url' cannot be used with 'client_id' or 'organization_id'.")
+    if body.identity is not None and body.user_id is None:
+        raise _invalid("'identity' requires 'user_id'.")
+
+
 async def _password_ticket_user(session, body: PasswordChangeTicket) -> User:
-    """Auth0: `user_id`, or `email` with `connection_id`."""
+    """Auth0: `user_id` (with `identity`, one of its database identities), or `email` with `connection_id`."""
     if body.user_id:
         user = await user_store.get_user(session, user_id=body.user_id)
+        if user is not None and user.linked_to is None and body.identity is not None:
+            return await _identity_user(session, user, body.identity)
     elif body.email and body.connection_id:
         connection = await connection_store.get_connection(session, id=body.connection_id)
         if connection is None:
@@ -179,6 +219,26 @@ async def _password_ticket_user(session, body: PasswordChangeTicket) -> User:
     if user is None or user.linked_to is not None:
         raise _NO_USER
     return user
+
+
+async def _identity_user(session, user: User, identity: PasswordTicketIdentity) -> User:
+    """The user holding `identity`'s password: `user` itself for its own identity, the linked
+    secondary for one that came with linking (docs/identities.md), whose password is its own."""
+    if identity.provider != "auth0":
+        raise _invalid("'identity.provider' must be 'auth0': only database identities have a password.")
+    connection = None
+    if identity.connection_id:
+        found = await connection_store.get_connection(session, id=identity.connection_id)
+        if found is None:
+            raise ManagementError(404, "The connection does not exist.", "inexistent_connection")
+        connection = found.name
+    for held in user.identities:
+        if held.provider == "auth0" and identity.user_id in (held.external_id, f"auth0|{held.external_id}") \
+                and connection in (None, held.connection):
+            holder = await user_store.get_user(session, user_id=held.linked_user_id or user.user_id)
+            if holder is not None:
+                return holder
+    raise ManagementError(404, "The user has no such identity.", "inexistent_identity")
 
 
 # -- the outbox ----------------------------------------------------------------

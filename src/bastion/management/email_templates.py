@@ -9,8 +9,9 @@ A stored template's `body` is HTML in Auth0's syntax ("liquid"): its `{{ user.em
 `{{ url }}`, `{{ application.name }}` and `{% if %}` render the same in Bastion's sandboxed
 Jinja2. `from` replaces BASTION_SMTP_FROM, `resultUrl` is where a verification or reset link
 sends the browser afterwards, `urlLifetimeInSeconds` how long the link works, and
-`enabled: false` stops the emails Bastion sends by itself (an explicit request, a job or a
-rule's `api.email.send(template=...)`, still sends).
+`enabled: false` stops the emails Bastion sends by itself; a request that asks for a disabled
+`verify_email` (the verification job, `verify_email: true` on /users) is refused with 400, as
+Auth0 sends nothing then; a rule's `api.email.send(template=...)` still sends (docs/email.md).
 """
 
 from __future__ import annotations

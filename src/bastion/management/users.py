@@ -11,8 +11,9 @@ from datetime import timezone
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from bastion.emails.account import send_account_email
+from bastion.emails.account import send_account_email, send_automatic_email
 from bastion.errors import ManagementError
+from bastion.management.account_emails import refuse_disabled_template
 from bastion.management.auth import Caller, require
 from bastion.management.common import audit, services_of
 from bastion.management.paging import PageParams, list_body, page_params
@@ -109,13 +110,25 @@ async def post_user(request: Request, body: UserCreate, caller: Caller = Depends
             raise ManagementError(400, f"PasswordStrengthError: {error}", "invalid_body") from None
         except UserConflict as error:
             raise ManagementError(409, str(error), "auth0_idp_error") from None
-        # Auth0: `verify_email` true sends the verification email, false sends none; left out, the
-        # connection decides (its `verify_email` option), unless the address is given as verified.
-        if body.verify_email or (body.verify_email is None and connection.options.get("verify_email")):
-            if user.email and not user.email_verified:
-                await send_account_email(services, session, "verify_email", user=user)
+        await _send_verification(services, session, user, requested=body.verify_email, connection_options=connection.options)
         await audit(session, caller, "Create a User", request, user_id=user.user_id)
     return user_to_json(user)
+
+
+async def _send_verification(services, session, user: User, *, requested: bool | None, connection_options: dict) -> None:
+    """Auth0's `verify_email` on creating a user or changing its address: true sends the
+    verification email, false sends none; left out, the connection decides (its `verify_email`
+    option, docs/email.md). An address given as verified gets no link to verify. A disabled
+    template refuses an explicit `true` with a 400 (raised inside the caller's transaction, so
+    the user is neither created nor changed); left out, it sends nothing, as for any email
+    Bastion sends by itself."""
+    if not user.email or user.email_verified or requested is False:
+        return
+    if requested:
+        await refuse_disabled_template(services, "verify_email")
+        await send_account_email(services, session, "verify_email", user=user)
+    elif connection_options.get("verify_email"):
+        await send_automatic_email(services, session, "verify_email", user=user)
 
 
 @router.get("/users/{user_id}")
@@ -151,6 +164,10 @@ async def patch_user(request: Request, user_id: str, body: UserUpdate, caller: C
             raise ManagementError(400, f"PasswordStrengthError: {error}", "invalid_body") from None
         except UserConflict as error:
             raise ManagementError(409, str(error), "auth0_idp_error") from None
+        if updated.email != user.email:  # a new address: verify it as a new user's would be
+            connection = await services.tenant.connection(updated.connection)
+            await _send_verification(services, session, updated, requested=body.verify_email,
+                                     connection_options=connection.options if connection else {})
         if "password" in patch:
             await login_attempts.clear_user_blocks(session, user_id=user_id)
         if patch.get("blocked"):

@@ -136,10 +136,16 @@ def merge_metadata(current: dict, changes: dict | None) -> dict:
 
 
 async def apply_user_patch(session: AsyncSession, *, user: User, patch: dict[str, Any]) -> User:
-    """Update profile fields, metadata (merged) and the password. Raises WeakPassword or UserConflict."""
+    """Update profile fields, metadata (merged) and the password. Raises WeakPassword or UserConflict.
+
+    A new email address is not verified (Auth0's rule): its `email_verified` becomes false,
+    unless the same patch gives `email_verified`. Otherwise an address checked once would
+    vouch for whatever address replaced it."""
     changes: dict[str, Any] = {k: v for k, v in patch.items() if k in PROFILE_FIELDS}
     if "email" in changes and changes["email"]:
         changes["email"] = changes["email"].strip().lower()
+    if "email" in changes and changes["email"] != user.email and "email_verified" not in changes:
+        changes["email_verified"] = False
     if "app_metadata" in patch:
         changes["app_metadata"] = merge_metadata(user.app_metadata, patch["app_metadata"])
     if "user_metadata" in patch:
