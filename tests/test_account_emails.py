@@ -201,6 +201,21 @@ async def test_password_change_ticket_sets_the_password_once_and_can_verify_the_
     assert by_email.status_code == 404
 
 
+async def test_a_reset_ticket_does_not_verify_an_address_it_was_not_made_for(app):
+    alice = await app.create_user()
+    response = await app.management("POST", "/tickets/password-change", json={
+        "user_id": alice["user_id"], "mark_email_as_verified": True, "ttl_sec": 600})
+    path = response.json()["ticket"].removeprefix("https://bastion.test")
+    changed = await app.management("PATCH", f"/users/{alice['user_id']}", json={"email": "alice.new@example.com",
+                                                                                "verify_email": False})
+    assert changed.status_code == 200 and changed.json()["email_verified"] is False
+    ticket = form_field((await app.http.get(path)).text, "ticket")
+    done = await app.http.post("/u/reset-password", data={"ticket": ticket, "password": "New-Horse-42", "confirm": "New-Horse-42"})
+    assert done.status_code == 200 and "Password changed" in done.text  # the password does change
+    user = await user_of(app, alice["user_id"])
+    assert user["email"] == "alice.new@example.com" and user["email_verified"] is False
+
+
 async def test_change_password_request_email_uses_the_reset_template(app, smtp_server):
     client = await app.create_client()
     await app.create_user()

@@ -122,7 +122,9 @@ class EmailLinkPages:
             async with self.services.database.transaction() as session:
                 row, user = await self._reset_ticket(session, ticket, use=True)
                 patch: dict = {"password": password}
-                if row.data.get("mark_email_as_verified"):
+                # The ticket vouches for the address it was made for: after an email change it no
+                # longer proves the new one.
+                if row.data.get("mark_email_as_verified") and _same_address(row.recipient, user.email):
                     patch["email_verified"] = True
                 await apply_user_patch(session, user=user, patch=patch)
                 await login_attempts.clear_user_blocks(session, user_id=user.user_id)
@@ -139,3 +141,7 @@ class EmailLinkPages:
             values = {"success": "true", **({"email": user.email} if row.data.get("include_email") and user.email else {})}
             return RedirectResponse(_with_query(result_url, values), status_code=302)
         return self.pages.render("message.html", title="Password changed", message="Your password was changed. You can now log in with it.")
+
+
+def _same_address(ticket_recipient: str | None, email: str | None) -> bool:
+    return bool(ticket_recipient and email and ticket_recipient.lower() == email.lower())
