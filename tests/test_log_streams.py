@@ -236,9 +236,10 @@ async def test_start_from_delivers_the_events_logged_since_then(bastion, receive
     assert [item["data"]["type"] for item in items] == ["sepft"]  # the login of the last hour, not the older one
     assert items[0]["data"]["hostname"] == "bastion.test"  # Auth0's tenant domain: the issuer's host
 
-    refused = await bastion.management("POST", "/log-streams", json={"type": "http", "sink": _webhook(receiver),
-                                                                     "startFrom": "yesterday"})
-    assert refused.status_code == 400 and "startFrom" in refused.json()["message"]
+    for nonsense in ("yesterday", 1732665600, "0001-01-01T00:00:00+05:00"):
+        refused = await bastion.management("POST", "/log-streams", json={"type": "http", "sink": _webhook(receiver),
+                                                                         "startFrom": nonsense})
+        assert refused.status_code == 400 and "startFrom" in refused.json()["message"], nonsense
 
 
 async def test_filters_select_the_codes_auth0_puts_in_each_category(bastion_sqlite, receiver):
@@ -502,3 +503,13 @@ async def test_an_unreachable_receiver_is_a_failure_whose_error_names_no_secret(
     delivery = await _delivery(bastion, stream)
     assert delivery["state"] == "failing" and delivery["last_error"].startswith("Could not reach the receiver")
     assert not any(secret in delivery["last_error"] for secret in ("secret-path-4242", "query-secret-99", AUTHORIZATION))
+
+
+def test_every_event_bastion_logs_has_a_segment_event_name_and_a_category():
+    from bastion.events import EventType
+    from bastion.log_streams.categories import CATEGORIZED_TYPES, type_name
+
+    codes = [value for name, value in vars(EventType).items() if name.isupper()]
+    assert codes and [code for code in codes if type_name(code) == code] == []  # Auth0's names, never the raw code
+    uncategorized = {code for code in codes if code not in CATEGORIZED_TYPES}
+    assert uncategorized == {"mfar", "gd_auth_succeed", "gd_auth_failed", "gd_recovery_succeed", "gd_recovery_failed"}

@@ -119,3 +119,24 @@ async def test_the_outbox_keeps_an_email_the_server_could_not_prove_itself_for(b
             await app.services.outbox.email(session, to="ops@example.com", subject="Sent", text="x", source="test")
         [message] = await server.wait_for(1)
         assert message["Subject"] == "Sent" and server.sessions == [{"tls": True, "login": None}]
+
+
+def test_a_ca_file_that_does_not_exist_stops_the_server_at_start(tmp_path):
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="smtp_ca_file"):
+        test_settings("sqlite+aiosqlite://", tmp_path, smtp_ca_file=tmp_path / "missing-ca.pem")
+
+
+def test_the_command_line_names_a_wrong_setting_without_a_traceback(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from bastion.cli import main
+
+    monkeypatch.setenv("BASTION_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("BASTION_SMTP_CA_FILE", str(tmp_path / "missing-ca.pem"))
+    monkeypatch.setenv("BASTION_SMTP_TLS", "ssl")
+    result = CliRunner().invoke(main, ["migrate"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "BASTION_SMTP_CA_FILE: Path does not point to a file" in result.output
+    assert "BASTION_SMTP_TLS: Input should be 'none', 'starttls' or 'tls'" in result.output

@@ -12,18 +12,33 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import pydantic
 
 from bastion.services import Services, build_services
-from bastion.settings import load_settings
+from bastion.settings import Settings, load_settings
 
 T = TypeVar("T")
 
 
+def _settings() -> Settings:
+    """The settings, or a readable error naming each wrong variable (never a traceback)."""
+    try:
+        return load_settings()
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"BASTION_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}" for problem in error.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def _run(work: Callable[[Services], Awaitable[T]]) -> T:
     """Run `work` with freshly built services, and close them."""
+    settings = _settings()
 
     async def main() -> T:
-        services = build_services(load_settings())
+        services = build_services(settings)
         try:
             return await work(services)
         finally:
@@ -66,7 +81,7 @@ def serve(host: str, port: int, workers: int, tls_cert: str | None, tls_key: str
 
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    settings = load_settings()
+    settings = _settings()
     # Workers are separate processes: make sure they all use the same master key.
     os.environ["BASTION_SECRET_KEY"] = settings.secret_key or ""
     _run(lambda services: prepare(services, run_migrations=not no_migrate))

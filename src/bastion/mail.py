@@ -12,8 +12,9 @@ instead and returns False: the demo and a fresh installation read their links th
 production it never does: a verification or reset link in an email is a credential, and
 server logs are read by more people, and kept longer, than a mailbox. It logs only the
 recipient and the subject and raises SmtpNotConfigured (an smtplib.SMTPException), which the
-outbox treats as an SMTP server it could not reach: the entry stays queued and is retried,
-so the email goes out once BASTION_SMTP_HOST is set.
+outbox treats as an SMTP server it could not reach: the entry stays queued and is retried
+(BASTION_OUTBOX_MAX_ATTEMPTS), so the email goes out if BASTION_SMTP_HOST is set in time, and
+can be retried by hand after that (`bastion outbox retry`).
 """
 
 from __future__ import annotations

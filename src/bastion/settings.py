@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 __all__ = ["Settings", "load_settings"]
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
-    smtp_ca_file: Path | None = None  # CA bundle the SMTP server's certificate must chain to (default: the system's)
+    smtp_ca_file: FilePath | None = None  # CA bundle the SMTP server's certificate must chain to (default: the system's)
     smtp_from: str = "Bastion <no-reply@localhost>"
 
     # Log streams (docs/log-streams.md)

@@ -35,7 +35,7 @@ class LogStreamCreate(_Body):
     filters: Any = None
     isPriority: bool = False
     status: str | None = None
-    startFrom: datetime | None = None  # Auth0's: deliver the events logged since then (default: from now on)
+    startFrom: str | None = None  # Auth0's ISO 8601 date: deliver the events logged since then (default: from now on)
     pii_config: Any = None
 
 
@@ -89,6 +89,21 @@ def _check_status(status: str | None) -> None:
         )
 
 
+def _start_from(value: str | None) -> datetime | None:
+    """Auth0's `startFrom`, an ISO 8601 date (UTC when it names no offset), within years the
+    database can store once in UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        moment = moment.replace(tzinfo=moment.tzinfo or timezone.utc).astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None or not 1970 <= moment.year <= 9998:
+        raise ManagementError(400, "Payload validation error: 'startFrom must be an ISO 8601 date'.", "invalid_body")
+    return moment
+
+
 def _check_pii_config(pii_config: Any) -> None:
     """Auth0's masking or hashing of PII fields in streamed events is not built: refused rather than
     ignored, so nobody believes their receiver gets masked events when it does not."""
@@ -119,7 +134,7 @@ async def post_log_stream(request: Request, body: LogStreamCreate, caller: Calle
     filters = check_filters(body.filters)
     _check_status(body.status)
     _check_pii_config(body.pii_config)
-    start = body.startFrom.replace(tzinfo=body.startFrom.tzinfo or timezone.utc) if body.startFrom else None
+    start = _start_from(body.startFrom)
     stream_id = new_id("lst_", 16)
     async with services.database.transaction() as session:
         await audit(session, caller, "Create a log stream", request, log_stream_id=stream_id, type=stream_type)
