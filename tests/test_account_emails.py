@@ -18,6 +18,7 @@ from sqlalchemy import update
 
 from bastion.mail import Mailer, SmtpNotConfigured
 from bastion.storage import deliveries as delivery_store
+from bastion.storage import email_templates as email_template_store
 from bastion.storage import one_time_codes as code_store
 from bastion.storage import users as user_store
 from bastion.storage.tables import OneTimeCodeRow
@@ -295,6 +296,30 @@ async def test_a_stored_template_shapes_the_email_and_its_link(app, smtp_server)
     ticket = form_field(page.text, "ticket")
     done = await app.http.post("/u/reset-password", data={"ticket": ticket, "password": "New-Horse-42", "confirm": "New-Horse-42"})
     assert done.status_code == 302 and done.headers["location"] == "https://app.test/after-reset?success=true"
+
+
+async def test_a_template_that_does_not_compile_is_refused_and_one_stored_before_falls_back(app, smtp_server, caplog):
+    client = await app.create_client()
+    await app.create_user()
+    liquid_only = "{% assign greeting = 'Hi' %}<p>{{ greeting }} <a href=\"{{ url }}\">reset</a></p>"
+    for method, path, body in [("POST", "/email-templates", {"template": "reset_email", "body": liquid_only}),
+                               ("PUT", "/email-templates/reset_email", {"body": "<p>ok</p>", "subject": "{% if %}"})]:
+        refused = await app.management(method, path, json=body)
+        assert refused.status_code == 400 and refused.json()["errorCode"] == "invalid_body", refused.text
+        assert "does not compile" in refused.json()["message"]
+    assert (await app.management("GET", "/email-templates/reset_email")).status_code == 404  # nothing was stored
+
+    # One stored before templates were checked (or refused by the sandbox when rendered): Bastion's own is sent.
+    async with app.services.database.transaction() as session:
+        await email_template_store.put_email_template(session, template="reset_email", values={
+            "body": liquid_only, "subject": "Custom", "enabled": True, "syntax": "liquid", "include_email_in_redirect": False})
+    app.services.tenant.invalidate()
+    response = await app.http.post("/dbconnections/change_password", json={
+        "client_id": client["client_id"], "connection": DEFAULT_CONNECTION, "email": "alice@example.com"})
+    assert response.status_code == 200
+    [message] = await smtp_server.wait_for(1)
+    assert message["Subject"] == "Reset your password" and "/u/reset-password?ticket=" in link_in(message)
+    assert "the stored email template 'reset_email' failed" in caplog.text
 
 
 def assert_template_disabled(response) -> None:

@@ -16,6 +16,7 @@ compare-and-set on `used_at`, so a link works once, on any server process.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
@@ -33,6 +34,8 @@ __all__ = [
     "VERIFY_PURPOSE", "RESET_PURPOSE", "send_account_email", "issue_ticket", "find_ticket", "use_ticket", "render_email",
     "send_signup_emails", "send_automatic_email", "template_enabled",
 ]
+
+log = logging.getLogger("bastion.emails")
 
 VERIFY_PURPOSE = "email-verification"
 RESET_PURPOSE = "password-change"
@@ -66,7 +69,10 @@ async def render_email(services: Services, template: str, *, user: User | dict |
     }
     custom = await services.tenant.email_template(template)
     if custom is not None and custom.body:
-        return services.email_templates.render_string(custom.subject or "", custom.body, **context)
+        try:
+            return services.email_templates.render_string(custom.subject or "", custom.body, **context)
+        except Exception:  # stored before it was checked, or refused by the sandbox: the email still goes
+            log.exception("the stored email template %r failed; Bastion's own was used", template)
     return services.email_templates.render(template, **context)
 
 

@@ -29,7 +29,7 @@ from html import unescape
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader, TemplateNotFound, select_autoescape
+from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader, TemplateNotFound, TemplateSyntaxError, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["EmailTemplates", "EmailTemplateError", "RenderedEmail", "TEMPLATE_NAMES", "BUILT_IN", "lifetime_in_words", "html_to_text"]
@@ -67,7 +67,7 @@ class EmailTemplates:
         # name): its body is HTML, and the values it inserts (a name typed at public signup)
         # must not become markup in the email, so it always escapes. Its subject is a header,
         # not HTML, and is rendered without escaping.
-        self._stored_html = ImmutableSandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
+        self._stored_html = ImmutableSandboxedEnvironment(loader=built_in, autoescape=True, keep_trailing_newline=True)
         self._operator = _environment(ChoiceLoader([FileSystemLoader(operator_dir), PrefixLoader({"bastion": built_in})])) \
             if operator_dir else None
 
@@ -81,6 +81,18 @@ class EmailTemplates:
             except Exception:
                 log.exception("the operator's email template %r failed; Bastion's own was used", name)
         return _render(self._built_in, name, context)
+
+    def check_string(self, subject: str | None, body: str | None) -> None:
+        """Raise EmailTemplateError, naming the line, when a stored template would not compile
+        (Liquid tags Jinja2 lacks, such as `{% assign %}`, or a typo), so it is refused when saved
+        instead of failing the emails it should send."""
+        for part, source, env in (("subject", subject, self._built_in), ("body", body, self._stored_html)):
+            if source is None:
+                continue
+            try:
+                env.parse(source)
+            except TemplateSyntaxError as error:
+                raise EmailTemplateError(f"the {part} does not compile: {error.message} (line {error.lineno})") from None
 
     def render_string(self, subject: str, body: str, **context: Any) -> RenderedEmail:
         """A template stored through the Management API (Auth0's email-templates): an HTML body,

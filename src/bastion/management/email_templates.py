@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
+from bastion.emails.templates import EmailTemplateError
 from bastion.errors import ManagementError
 from bastion.management.auth import Caller, require
 from bastion.management.common import audit, services_of
@@ -84,6 +85,14 @@ def _columns(body: TemplateFields, *, unset_too: bool) -> dict[str, Any]:
     return values
 
 
+def _checked_syntax(services, values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        services.email_templates.check_string(values.get("subject"), values.get("body"))
+    except EmailTemplateError as error:
+        raise ManagementError(400, f"Payload validation error: 'The template is invalid: {error}'.", "invalid_body") from None
+    return values
+
+
 def _checked_name(name: str) -> str:
     if name not in TemplateName.__args__:
         raise ManagementError(400, f"Path validation error: 'No enum match for: {name}' on property templateName.",
@@ -98,7 +107,8 @@ async def create_template(request: Request, body: TemplateCreate, caller: Caller
         if await store.get_email_template(session, template=body.template) is not None:
             raise ManagementError(409, f"Template {body.template} already exists.", "template_conflict")
         try:
-            template = await store.put_email_template(session, template=body.template, values=_columns(body, unset_too=True))
+            template = await store.put_email_template(session, template=body.template,
+                                                      values=_checked_syntax(services, _columns(body, unset_too=True)))
         except IntegrityError:
             raise ManagementError(409, f"Template {body.template} already exists.", "template_conflict") from None
         await audit(session, caller, "Create an email template", request, template=body.template)
@@ -133,6 +143,7 @@ async def _save(request: Request, caller: Caller, template_name: str, values: di
                 must_exist: bool = False) -> dict[str, Any]:
     services = services_of(request)
     name = _checked_name(template_name)
+    _checked_syntax(services, values)
     async with services.database.transaction() as session:
         if must_exist and await store.get_email_template(session, template=name) is None:
             raise ManagementError(404, "The template does not exist.", "inexistent_email_template")
