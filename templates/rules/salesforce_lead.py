@@ -9,7 +9,7 @@ What it does
     sobjects/Lead`` with ``Authorization: Bearer <token>`` and ``{"LastName": name or
     email, "Company": "Web channel signups", "Email": email, "LeadSource": "Web"}``) and,
     only once Salesforce answered that it created it (HTTP 2xx), saves
-    ``app_metadata.recordedAsLead = true``. Both calls are awaited, each at most
+    ``app_metadata.recordedAsLead = true``. Both calls are awaited, together at most
     ``SALESFORCE_TIMEOUT_SECONDS``. If either fails (a refused token, an error answer, a
     timeout, the network), the rule prints why (never a secret) and the login goes on
     without the flag: the next login tries again.
@@ -34,8 +34,9 @@ Configuration (api.configuration)
                                (``https://test.salesforce.com`` for a sandbox).
     SALESFORCE_API_VERSION     optional. Default ``v60.0``.
     SALESFORCE_COMPANY         optional. The Lead's Company. Default ``Web channel signups``.
-    SALESFORCE_TIMEOUT_SECONDS optional. 0.1 to 15, for each of the two calls. Default 5:
-                               a first login may wait up to twice that for Salesforce.
+    SALESFORCE_TIMEOUT_SECONDS optional. 0.1 to 15. Default 5. The two calls share it: a
+                               login waits that long for Salesforce at most, inside the
+                               rules' own deadline (BASTION_RULES_TIMEOUT, 20 s).
 
 Adapt
     Map more fields in ``_lead`` (Lead's required fields are LastName and Company). A Lead
@@ -46,6 +47,8 @@ Adapt
     Salesforce discourages the username-password flow; a JWT bearer flow needs RS256,
     which ``api.jwt`` does not sign.
 """
+
+import time
 
 DEFAULT_LOGIN_URL = "https://login.salesforce.com"
 DEFAULT_API_VERSION = "v60.0"
@@ -129,10 +132,15 @@ async def _create_lead(user, api, token, instance_url, timeout):
 async def rule(user, context, api):
     if user.app_metadata.get("recordedAsLead") is True:
         return
-    timeout = _timeout(api, "SALESFORCE_TIMEOUT_SECONDS", 5)  # an invalid value fails the login closed
-    got = await _token(api, timeout)
+    budget = _timeout(api, "SALESFORCE_TIMEOUT_SECONDS", 5)  # an invalid value fails the login closed
+    deadline = time.monotonic() + budget  # both calls together: the login waits this long at most
+    got = await _token(api, budget)
     if got is None:
         return
     token, instance_url = got
-    if await _create_lead(user, api, token, instance_url, timeout):
+    left = round(deadline - time.monotonic(), 3)
+    if left < 0.1:
+        print("Salesforce's token answer used up SALESFORCE_TIMEOUT_SECONDS; the next login creates the Lead")
+        return
+    if await _create_lead(user, api, token, instance_url, left):
         await api.users.update_app_metadata(user.user_id, {"recordedAsLead": True})

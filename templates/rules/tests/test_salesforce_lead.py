@@ -40,7 +40,7 @@ def test_a_new_user_becomes_a_lead_and_is_flagged(rule_runner, make_user):
     assert created.header("Authorization") == f"Bearer {ACCESS_TOKEN}"
     assert created.json == {"LastName": "Alice Example", "Company": "Web channel signups", "LeadSource": "Web",
                             "Email": "alice@example.com"}
-    assert created.timeout == token_request.timeout == 5
+    assert token_request.timeout == 5 and 4 < created.timeout <= 5  # one budget for both calls
     assert result.stored_app_metadata == {"recordedAsLead": True}
     result.assert_nothing_queued()  # awaited, not queued: the flag means the Lead exists
 
@@ -100,7 +100,7 @@ def test_the_login_url_api_version_and_company_come_from_configuration(rule_runn
     result.assert_allowed()
     (created,) = lead.calls
     assert created.json == {"LastName": "alice", "Company": "Example Corp", "LeadSource": "Web"}  # no email, no Email
-    assert created.timeout == 2.5
+    assert 2 < created.timeout <= 2.5
 
 
 def test_an_invalid_timeout_fails_closed_before_any_call(rule_runner):
