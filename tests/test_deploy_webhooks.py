@@ -229,6 +229,28 @@ async def test_only_the_branch_head_deploys_and_a_redelivery_records_nothing(app
     assert [r["enabled"] for r in (await app.management("GET", "/rules")).json()] == [True]
 
 
+async def test_an_older_push_whose_fetch_finishes_last_does_not_overwrite_a_newer_one(app, repository, monkeypatch):
+    older = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("older")})
+    load_bundle = service.load_bundle
+
+    def newer_push_lands_meanwhile(path):
+        # Between the older push's fetch and its apply, a newer commit is pushed and deployed.
+        monkeypatch.setattr(service, "load_bundle", load_bundle)
+        newer = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("newer")})
+        newer_deployed.append(newer)
+        return load_bundle(path)
+
+    newer_deployed: list[str] = []
+    monkeypatch.setattr(service, "load_bundle", newer_push_lands_meanwhile)
+    answer = await post(app, "github", *github(older))
+    assert answer.status_code == 200 and answer.json()["deployed"] is False, answer.text
+    assert "no longer the head of main" in answer.json()["reason"]
+    assert await deployed_scripts(app) == {} and await service.history(app.services) == []
+
+    newer = await post(app, "github", *github(newer_deployed[0]))
+    assert newer.json()["deployed"] is True and await deployed_scripts(app) == {"tag-tokens": claim_rule("newer")}
+
+
 async def test_a_gitlab_subgroup_ending_like_the_repository_is_another_repository(app, repository):
     commit = repository.commit({"bastion/rules/tag-tokens.py": claim_rule("one")})
     response = await post(app, "gitlab", *gitlab(commit, repository="evilgroup/acme/rules"))

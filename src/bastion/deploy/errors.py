@@ -3,11 +3,12 @@
     DeployError(problems)     nothing was changed; `problems` names each cause
       BundleError             the folder is not a valid bundle (each problem names its file)
       FetchError              the git repository could not be fetched
+    Superseded(reason)        a push that is no longer the branch's head by the time it would apply
 """
 
 from __future__ import annotations
 
-__all__ = ["DeployError", "BundleError", "FetchError"]
+__all__ = ["DeployError", "BundleError", "FetchError", "Superseded"]
 
 
 class DeployError(Exception):
@@ -22,3 +23,7 @@ class BundleError(DeployError):
 
 class FetchError(DeployError):
     pass
+
+
+class Superseded(Exception):
+    """Nothing was deployed: a newer commit became the branch's head while this one was fetched."""

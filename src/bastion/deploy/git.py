@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from bastion.deploy.errors import FetchError
 
-__all__ = ["FetchedSource", "FetchError", "fetch", "display_url", "DEFAULT_TIMEOUT"]
+__all__ = ["FetchedSource", "FetchError", "fetch", "remote_head", "display_url", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 120.0
 ALLOWED_TRANSPORTS = ("https", "http", "ssh", "git", "file")
@@ -121,6 +121,21 @@ async def _fetch(url: str, ref: str | None, timeout: float) -> FetchedSource:
         shutil.rmtree(temporary, ignore_errors=True)
         raise FetchError(f"fetched commit {commit}, not {ref}")
     return FetchedSource(url=url, ref=ref, commit=commit, path=checkout, _temporary=temporary)
+
+
+async def remote_head(url: str, ref: str, *, timeout: float = DEFAULT_TIMEOUT) -> str | None:
+    """The commit `ref` (e.g. `refs/heads/main`) names at `url` now (`git ls-remote`), without
+    fetching anything; None when the remote has no such ref. Raises FetchError."""
+    if not url or url.startswith("-") or not ref or ref.startswith("-"):
+        raise FetchError(f"not a git repository URL and ref: {url!r} {ref!r}")
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryDirectory(prefix="bastion-deploy-") as folder:
+        listing = await _git(["ls-remote", "--", url, ref], Path(folder), deadline, timeout, url=url)
+    for line in listing.splitlines():
+        sha, _, name = line.partition("\t")
+        if name.strip() == ref:
+            return sha.strip().lower()
+    return None
 
 
 def _environment() -> dict[str, str]:

@@ -20,14 +20,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bastion.deploy.bundle import Bundle, load_bundle
 from bastion.deploy.changes import RuleChanges, RuleState
 from bastion.deploy.drift import Drift, compute_drift
-from bastion.deploy.errors import BundleError, DeployError
+from bastion.deploy.errors import BundleError, DeployError, Superseded
 from bastion.deploy.git import display_url
 from bastion.deploy.plan import ConfigState, Plan, build_plan, build_rollback_plan
 from bastion.deploy.values import ValueDigests
@@ -116,7 +116,7 @@ async def plan(
 async def apply(
     services: Services, bundle: Bundle, *, actor: str, source: str, ref: str | None, commit: str | None,
     path: str | None, env_prefix: str = "", environment: Mapping[str, str] | None = None,
-    skip_if_deployed: bool = False,
+    skip_if_deployed: bool = False, still_current: Callable[[], Awaitable[str | None]] | None = None,
 ) -> Deployment | None:
     """Plan and apply in one transaction, and record the deployment. Nothing changes when it raises:
     BundleError when the plan has errors, DeployError when a write is refused.
@@ -124,9 +124,15 @@ async def apply(
     With `skip_if_deployed` (a webhook's redelivery), when the latest deployment is of this same
     commit and path and the plan changes nothing, nothing is recorded and None is returned: a
     provider delivering one push twice must not fill the history with empty deployments. It is
-    decided under the deploy lock, so two deliveries at once record one deployment at most."""
+    decided under the deploy lock, so two deliveries at once record one deployment at most.
+
+    `still_current` (a webhook's) is asked under the lock, before anything is planned, whether
+    this commit is still the one to deploy; a reason back raises Superseded and changes nothing.
+    So two pushes racing (the older one's fetch finishing last) cannot leave the older applied."""
     async with services.database.transaction() as session:
         await deployment_store.lock_deployments(session)
+        if still_current is not None and (reason := await still_current()):
+            raise Superseded(reason)
         planned = await _plan_in(session, services, bundle, source=source, env_prefix=env_prefix, environment=environment)
         if planned.errors:  # the bundle cannot be deployed here (a key without a value, an order a manual rule holds)
             raise BundleError(list(planned.errors))

@@ -43,7 +43,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.deploy import git, service
-from bastion.deploy.errors import DeployError, FetchError
+from bastion.deploy.errors import DeployError, FetchError, Superseded
 from bastion.events import EventType, record_event
 from bastion.services import Services
 from bastion.web import client_ip, json_response
@@ -291,10 +291,23 @@ class DeployWebhooks:
                     log.warning("a %s push: %r", push.provider, reason)
                     return json_response({"deployed": False, "commit": push.commit, "reason": reason})
                 bundle = service.load_bundle(fetched.path / settings.deploy_path if settings.deploy_path else fetched.path)
+
+                async def still_the_head() -> str | None:
+                    # Asked again under the deploy lock: a newer push may have been applied while this
+                    # one was fetched, and the older must not overwrite it.
+                    head = await git.remote_head(url, f"refs/heads/{settings.deploy_branch}", timeout=settings.deploy_git_timeout)
+                    if head != fetched.commit:
+                        return f"commit {fetched.commit} is no longer the head of {settings.deploy_branch} ({head}): a newer push deploys"
+                    return None
+
                 deployment = await service.apply(
                     self.services, bundle, actor=push.actor, source=url, ref=push.branch, commit=fetched.commit,
                     path=settings.deploy_path or None, env_prefix=settings.deploy_env_prefix, skip_if_deployed=True,
+                    still_current=still_the_head,
                 )
+        except Superseded as superseded:
+            log.warning("a %s push: %s", push.provider, superseded)
+            return json_response({"deployed": False, "commit": push.commit, "reason": str(superseded)})
         except FetchError as error:
             await self._failed(request, push, problems=list(error.problems))
             return json_response({"deployed": False, "commit": push.commit, "problems": list(error.problems)}, 502)
