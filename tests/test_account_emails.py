@@ -546,6 +546,14 @@ async def test_a_new_address_is_unverified_and_verify_email_sends_to_it(app, smt
     await smtp_server.wait_for(2)
     assert smtp_server.recipients[-1] == ["alice@fifth.example"]
 
+    shop = await app.create_client(name="Shop")  # Auth0's client_id: the application the email names
+    await patch(email="alice@sixth.example", verify_email=True, client_id=shop["client_id"])
+    messages = await smtp_server.wait_for(3)
+    assert messages[-1]["Subject"] == "Verify your email address for Shop"
+    unknown = await app.management("PATCH", path, json={"email": "alice@seventh.example", "client_id": "nope"})
+    assert unknown.status_code == 400 and "client_id" in unknown.json()["message"]
+    assert (await user_of(app, alice["user_id"]))["email"] == "alice@sixth.example"  # refused: nothing changed
+
 
 # -- stored templates escape what they insert ------------------------------------------
 

@@ -174,6 +174,7 @@ class UserCreate(_UserFields):
 
 class UserUpdate(_UserFields):
     connection: str | None = None
+    client_id: str | None = Field(None, max_length=128)  # Auth0's: the application a new address's verification email names
 
 
 class LinkIdentityBody(_Body):

@@ -115,7 +115,8 @@ async def post_user(request: Request, body: UserCreate, caller: Caller = Depends
     return user_to_json(user)
 
 
-async def _send_verification(services, session, user: User, *, requested: bool | None, connection_options: dict) -> None:
+async def _send_verification(services, session, user: User, *, requested: bool | None, connection_options: dict,
+                             client_id: str | None = None) -> None:
     """Auth0's `verify_email` on creating a user or changing its address: true sends the
     verification email, false sends none; left out, the connection decides (its `verify_email`
     option, docs/email.md). An address given as verified gets no link to verify. A disabled
@@ -126,9 +127,9 @@ async def _send_verification(services, session, user: User, *, requested: bool |
         return
     if requested:
         await refuse_disabled_template(services, "verify_email")
-        await send_account_email(services, session, "verify_email", user=user)
+        await send_account_email(services, session, "verify_email", user=user, client_id=client_id)
     elif connection_options.get("verify_email"):
-        await send_automatic_email(services, session, "verify_email", user=user)
+        await send_automatic_email(services, session, "verify_email", user=user, client_id=client_id)
 
 
 @router.get("/users/{user_id}")
@@ -150,7 +151,7 @@ async def get_user(request: Request, user_id: str, caller: Caller = Depends(requ
 @router.patch("/users/{user_id}")
 async def patch_user(request: Request, user_id: str, body: UserUpdate, caller: Caller = Depends(require("update:users", "update:users_app_metadata"))):
     services = services_of(request)
-    patch = body.model_dump(exclude_unset=True, exclude={"connection", "verify_email"})
+    patch = body.model_dump(exclude_unset=True, exclude={"connection", "verify_email", "client_id"})
     if "update:users" not in caller.scopes and set(patch) - {"app_metadata", "user_metadata"}:
         raise ManagementError(403, "Insufficient scope, expected any of: update:users", "insufficient_scope")
     for key in ("email", "username", "email_verified", "blocked", "password"):
@@ -166,8 +167,10 @@ async def patch_user(request: Request, user_id: str, body: UserUpdate, caller: C
             raise ManagementError(409, str(error), "auth0_idp_error") from None
         if updated.email != user.email:  # a new address: verify it as a new user's would be
             connection = await services.tenant.connection(updated.connection)
+            if body.client_id and await services.tenant.client(body.client_id) is None:
+                raise ManagementError(400, "Payload validation error: 'client_id is not a known application'.", "invalid_body")
             await _send_verification(services, session, updated, requested=body.verify_email,
-                                     connection_options=connection.options if connection else {})
+                                     connection_options=connection.options if connection else {}, client_id=body.client_id)
         if "password" in patch:
             await login_attempts.clear_user_blocks(session, user_id=user_id)
         if patch.get("blocked"):
