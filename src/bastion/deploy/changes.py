@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from bastion.storage.records import Rule
@@ -26,12 +26,11 @@ class RuleState:
 
     @classmethod
     def of(cls, rule: Rule) -> RuleState:
-        return cls(name=rule.name, script=rule.script, order=rule.order, enabled=rule.enabled, stage=rule.stage,
-                   language=rule.language)
+        return cls(**{field.name: getattr(rule, field.name) for field in fields(cls)})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RuleState:
-        return cls(**{name: data[name] for name in ("name", "script", "order", "enabled", "stage", "language")})
+        return cls(**{field.name: data[field.name] for field in fields(cls)})
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -209,10 +209,8 @@ async def _password_ticket_user(session, body: PasswordChangeTicket) -> User:
         if user is not None and user.linked_to is None and body.identity is not None:
             return await _identity_user(session, user, body.identity)
     elif body.email and body.connection_id:
-        connection = await connection_store.get_connection(session, id=body.connection_id)
-        if connection is None:
-            raise ManagementError(404, "The connection does not exist.", "inexistent_connection")
-        user = await user_store.find_user_by_login(session, connection=connection.name, login=body.email)
+        connection = await _connection_name(session, body.connection_id)
+        user = await user_store.find_user_by_login(session, connection=connection, login=body.email)
     else:
         raise ManagementError(400, "Payload validation error: 'Missing required property: user_id' (or email and connection_id).",
                               "invalid_body")
@@ -221,17 +219,19 @@ async def _password_ticket_user(session, body: PasswordChangeTicket) -> User:
     return user
 
 
+async def _connection_name(session, connection_id: str) -> str:
+    connection = await connection_store.get_connection(session, id=connection_id)
+    if connection is None:
+        raise ManagementError(404, "The connection does not exist.", "inexistent_connection")
+    return connection.name
+
+
 async def _identity_user(session, user: User, identity: PasswordTicketIdentity) -> User:
     """The user holding `identity`'s password: `user` itself for its own identity, the linked
     secondary for one that came with linking (docs/identities.md), whose password is its own."""
     if identity.provider != "auth0":
         raise _invalid("'identity.provider' must be 'auth0': only database identities have a password.")
-    connection = None
-    if identity.connection_id:
-        found = await connection_store.get_connection(session, id=identity.connection_id)
-        if found is None:
-            raise ManagementError(404, "The connection does not exist.", "inexistent_connection")
-        connection = found.name
+    connection = await _connection_name(session, identity.connection_id) if identity.connection_id else None
     for held in user.identities:
         if held.provider == "auth0" and identity.user_id in (held.external_id, f"auth0|{held.external_id}") \
                 and connection in (None, held.connection):
